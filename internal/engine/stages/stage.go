@@ -1,0 +1,131 @@
+// Package stages holds kib's build steps: one file per stage type, each a
+// typed options struct whose Run method does the step.
+package stages
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+)
+
+// Stage is one step of a pipeline. Its options are the struct's fields.
+type Stage interface {
+	Run(ctx context.Context, env *Env) error
+}
+
+// validator is implemented by stages that check their options beyond types.
+type validator interface {
+	Validate() error
+}
+
+// Env is what a stage sees while it runs.
+type Env struct {
+	// Tree is the root directory a tree pipeline is building; empty for file
+	// pipelines.
+	Tree string
+	// Out is the directory a file pipeline writes its files into; empty for
+	// tree pipelines.
+	Out string
+	// Inputs maps the names of earlier pipelines to their outputs: a tree's
+	// root directory, or a file pipeline's output directory.
+	Inputs map[string]string
+	// Sources maps a sha256 hex digest of a pinned source to its path in the
+	// store; every source is verified before the stage runs.
+	Sources map[string]string
+	// Work is a scratch directory, removed after the pipeline.
+	Work string
+	// SourceDateEpoch is the time (seconds since 1970) every timestamp is
+	// clamped to.
+	SourceDateEpoch int64
+	// Seed drives every "random" value (UUIDs, GUIDs, hash seeds).
+	Seed int64
+	// Arch is the Debian architecture of the image (amd64).
+	Arch string
+	// Log receives structured log lines; ToolLog receives host tools' stderr.
+	Log     *slog.Logger
+	ToolLog io.Writer
+}
+
+// Input returns the output path of the earlier pipeline name.
+func (e *Env) Input(name string) (string, error) {
+	p, ok := e.Inputs[name]
+	if !ok {
+		return "", fmt.Errorf("input pipeline %q is not available (have %s)", name, strings.Join(sortedKeys(e.Inputs), ", "))
+	}
+	return p, nil
+}
+
+// BaseEnv returns the environment host tools run with: SOURCE_DATE_EPOCH and a
+// fixed locale and time zone.
+func (e *Env) BaseEnv() []string {
+	return []string{
+		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", e.SourceDateEpoch),
+		"LC_ALL=C.UTF-8", "TZ=UTC",
+	}
+}
+
+type factory func(json.RawMessage) (Stage, error)
+
+var registry = map[string]factory{}
+
+// register adds the stage type name with options type T. It is called from
+// init functions, one per stage file.
+func register[T any, PT interface {
+	*T
+	Stage
+}](name string) {
+	if _, dup := registry[name]; dup {
+		panic("stages: duplicate stage type " + name)
+	}
+	registry[name] = func(raw json.RawMessage) (Stage, error) {
+		var opts T
+		if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&opts); err != nil {
+				return nil, fmt.Errorf("options: %w", err)
+			}
+		}
+		s := PT(&opts)
+		if v, ok := any(s).(validator); ok {
+			if err := v.Validate(); err != nil {
+				return nil, fmt.Errorf("options: %w", err)
+			}
+		}
+		return s, nil
+	}
+}
+
+// UnknownTypeError reports a stage type kib does not have.
+type UnknownTypeError struct{ Type string }
+
+func (e *UnknownTypeError) Error() string {
+	return fmt.Sprintf("unknown stage type %q (known: %s)", e.Type, strings.Join(Types(), ", "))
+}
+
+// New decodes the options of a stage of type typ, rejecting unknown fields and
+// invalid values.
+func New(typ string, options json.RawMessage) (Stage, error) {
+	f, ok := registry[typ]
+	if !ok {
+		return nil, &UnknownTypeError{Type: typ}
+	}
+	return f(options)
+}
+
+// Types lists the registered stage types, sorted.
+func Types() []string { return sortedKeys(registry) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
