@@ -11,6 +11,8 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newManifestCmd(),
+		newBuildCmd(),
 	)
 	return root
 }

@@ -129,3 +129,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// InputReader is implemented by stages that read the outputs of earlier
+// pipelines; the engine runs those pipelines first.
+type InputReader interface {
+	InputNames() []string
+}

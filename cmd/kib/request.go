@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kib-project/kib/internal/blueprint"
+	"github.com/kib-project/kib/internal/depsolve"
+	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/manifest"
+)
+
+// requestOptions are the flags that describe an image request.
+type requestOptions struct {
+	distro      string
+	arch        string
+	repos       []string
+	blueprint   string
+	seed        int64
+	sde         int64
+	definitions string
+	cacheDir    string
+}
+
+func (o *requestOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.distro, "distro", "debian-12", "distro definition to build from")
+	f.StringVar(&o.arch, "arch", "x86_64", "architecture of the image")
+	f.StringArrayVar(&o.repos, "repo", nil, `repository "[trusted=yes] URL [SUITE [COMPONENT...]]" (repeatable; replaces the machine's apt sources)`)
+	f.StringVar(&o.blueprint, "blueprint", "", "blueprint file (TOML or JSON) with customizations")
+	f.Int64Var(&o.seed, "seed", 0, "seed for every generated identifier (default: the distro's)")
+	f.Int64Var(&o.sde, "source-date-epoch", 0, "SOURCE_DATE_EPOCH of the image (default: date of the newest repository Release file)")
+	f.StringVar(&o.definitions, "definitions", "", "directory of distro definitions that override the built-in ones")
+	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory for kib's caches (apt metadata)")
+}
+
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "kib")
+	}
+	return filepath.Join(os.TempDir(), "kib-cache")
+}
+
+// manifest builds the pinned manifest for image type t.
+func (o *requestOptions) manifest(ctx context.Context, cmd *cobra.Command, t string, log io.Writer) (*manifest.Manifest, error) {
+	cat, err := distro.Load(o.definitions)
+	if err != nil {
+		return nil, err
+	}
+	def, err := cat.Get(o.distro)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := def.DebArch(o.arch); err != nil {
+		return nil, err
+	}
+	if _, err := def.ImageType(t); err != nil {
+		return nil, err
+	}
+	req := manifest.Request{Distro: def, Arch: o.arch, ImageType: t}
+	if cmd.Flags().Changed("seed") {
+		req.Seed = &o.seed
+	}
+	if cmd.Flags().Changed("source-date-epoch") {
+		if o.sde < 0 {
+			return nil, fmt.Errorf("--source-date-epoch: %d must not be negative", o.sde)
+		}
+		req.SourceDateEpoch = &o.sde
+	}
+	if o.blueprint != "" {
+		f, err := os.Open(o.blueprint)
+		if err != nil {
+			return nil, fmt.Errorf("--blueprint: %w", err)
+		}
+		bp, err := blueprint.Parse(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("--blueprint %s: %w", o.blueprint, err)
+		}
+		req.Blueprint = bp
+	}
+	var host []depsolve.SourceEntry
+	if len(o.repos) == 0 {
+		host, err = depsolve.HostSources("/")
+		if err != nil {
+			return nil, fmt.Errorf("reading the machine's apt sources: %w", err)
+		}
+	}
+	req.Repos, err = manifest.ResolveRepos(def, host, o.repos)
+	if err != nil {
+		return nil, err
+	}
+	solver := &depsolve.Solver{CacheDir: o.cacheDir, Log: log}
+	return manifest.Generate(ctx, solver, req)
+}

@@ -1,0 +1,415 @@
+// Package engine executes manifests: it fetches the pinned sources in
+// parallel into the store, verifying each, runs the pipelines that the store
+// does not already hold, and exports the results with their manifest, SBOM
+// and build information.
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/manifest"
+	"github.com/kib-project/kib/internal/store"
+	"github.com/kib-project/kib/internal/version"
+)
+
+// Engine runs manifests. Set Store; the other fields have defaults.
+type Engine struct {
+	Store *store.Store
+	// HTTPClient fetches sources; nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// Log receives structured progress; nil discards it.
+	Log *slog.Logger
+	// ToolLog receives the host tools' own output; nil discards it.
+	ToolLog io.Writer
+	// Progress, if set, is told what the engine is doing.
+	Progress Progress
+	// FetchParallel bounds concurrent downloads; 0 means 8.
+	FetchParallel int
+}
+
+// Progress is told about the phases of a build. Implementations must be safe
+// for concurrent use.
+type Progress interface {
+	// Step reports that step (1-based) of total, named name, has started.
+	Step(step, total int, name string)
+	// Bytes reports fetch progress: done of total bytes.
+	Bytes(done, total int64)
+}
+
+// Options choose what Build produces.
+type Options struct {
+	// OutputDir receives DIR/<export>/<file> and its metadata files.
+	OutputDir string
+	// Exports are the exports to produce; empty means all.
+	Exports []string
+}
+
+// Artifact is one exported image and the files beside it.
+type Artifact struct {
+	Export   manifest.Export
+	Path     string
+	SHA256   string
+	Size     int64
+	Manifest string
+	SBOM     string
+	Info     string
+	// Cached reports that the image came from the store without running a
+	// pipeline.
+	Cached bool
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// Keys returns the store key of each pipeline: the hash of the pipeline, of
+// everything before it, and of the engine that runs it.
+func Keys(m *manifest.Manifest) ([]string, error) {
+	head := struct {
+		Engine  string           `json:"engine"`
+		Distro  string           `json:"distro"`
+		Arch    string           `json:"deb_arch"`
+		Seed    int64            `json:"seed"`
+		SDE     int64            `json:"source_date_epoch"`
+		Sources manifest.Sources `json:"sources"`
+	}{"kib " + version.String(), m.Distro, m.DebArch, m.Seed, m.SourceDateEpoch, m.Sources}
+	prev, err := canonicalHash(head)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(m.Pipelines))
+	for i, p := range m.Pipelines {
+		h, err := canonicalHash(struct {
+			Prev     string            `json:"prev"`
+			Pipeline manifest.Pipeline `json:"pipeline"`
+		}{prev, p})
+		if err != nil {
+			return nil, err
+		}
+		keys[i], prev = h, h
+	}
+	return keys, nil
+}
+
+func canonicalHash(v any) (string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	c, err := manifest.Canonicalize(raw)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(c)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Build executes m and exports the chosen exports into opts.OutputDir. It
+// never resolves anything: every input comes from the manifest.
+func (e *Engine) Build(ctx context.Context, m *manifest.Manifest, opts Options) ([]Artifact, error) {
+	if e.Store == nil {
+		return nil, errors.New("engine: no store")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	exports := m.Exports
+	if len(opts.Exports) > 0 {
+		exports = nil
+		for _, name := range opts.Exports {
+			ex, err := m.Export(name)
+			if err != nil {
+				return nil, err
+			}
+			exports = append(exports, ex)
+		}
+	}
+	keys, err := Keys(m)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := e.plan(m, keys, exports)
+	if err != nil {
+		return nil, err
+	}
+	log := e.log()
+	total := len(plan.run) + 1
+	if len(plan.run) > 0 {
+		total++
+	}
+	step := 0
+	inputs := map[string]string{}
+	if len(plan.run) > 0 {
+		step++
+		e.step(step, total, "fetch sources")
+		start := time.Now()
+		srcs, err := e.fetch(ctx, m.Sources.Debs)
+		if err != nil {
+			return nil, fmt.Errorf("fetching sources: %w", err)
+		}
+		log.Info("sources ready", "count", len(srcs), "duration", time.Since(start).Round(time.Millisecond))
+		plan.sources = srcs
+	}
+	for i, p := range m.Pipelines {
+		if plan.needed[i] && !plan.run[i] {
+			inputs[p.Name] = outputPath(e.Store.ObjectPath(keys[i]), p.Kind)
+		}
+	}
+	for i := range m.Pipelines {
+		if !plan.run[i] {
+			continue
+		}
+		p := &m.Pipelines[i]
+		step++
+		e.step(step, total, "pipeline "+p.Name)
+		start := time.Now()
+		dir, built, err := e.Store.Object(ctx, keys[i], func(ctx context.Context, dir string) error {
+			return e.runPipeline(ctx, m, p, dir, inputs, plan.sources, step, total)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %s: %w", p.Name, err)
+		}
+		inputs[p.Name] = outputPath(dir, p.Kind)
+		log.Info("pipeline done", "pipeline", p.Name, "built", built, "key", keys[i][:16], "duration", time.Since(start).Round(time.Millisecond))
+	}
+	step++
+	e.step(step, total, "export")
+	var arts []Artifact
+	for _, ex := range exports {
+		_, idx := m.Pipeline(ex.Name)
+		a, err := e.export(ctx, m, ex, inputs[ex.Name], opts.OutputDir)
+		if err != nil {
+			return nil, fmt.Errorf("export %s: %w", ex.Name, err)
+		}
+		a.Cached = !plan.run[idx]
+		log.Info("exported", "export", ex.Name, "path", a.Path, "sha256", a.SHA256, "cached", a.Cached)
+		arts = append(arts, a)
+	}
+	return arts, nil
+}
+
+type plan struct {
+	needed  map[int]bool // pipelines whose output is read
+	run     map[int]bool // pipelines that must run
+	sources map[string]string
+}
+
+// plan decides which pipelines must run: the exported ones the store lacks,
+// and, for those, the inputs the store lacks.
+func (e *Engine) plan(m *manifest.Manifest, keys []string, exports []manifest.Export) (*plan, error) {
+	p := &plan{needed: map[int]bool{}, run: map[int]bool{}}
+	var visit func(i int) error
+	visit = func(i int) error {
+		if p.needed[i] {
+			return nil
+		}
+		p.needed[i] = true
+		if e.Store.HasObject(keys[i]) {
+			return nil
+		}
+		p.run[i] = true
+		for _, st := range m.Pipelines[i].Stages {
+			s, err := stages.New(st.Type, st.Options)
+			if err != nil {
+				return err
+			}
+			if r, ok := s.(stages.InputReader); ok {
+				for _, in := range r.InputNames() {
+					_, j := m.Pipeline(in)
+					if j < 0 {
+						return fmt.Errorf("pipeline %s: input %q not found", m.Pipelines[i].Name, in)
+					}
+					if err := visit(j); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	}
+	for _, ex := range exports {
+		_, i := m.Pipeline(ex.Name)
+		if err := visit(i); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func outputPath(objDir, kind string) string {
+	if kind == manifest.KindTree {
+		return filepath.Join(objDir, "tree")
+	}
+	return filepath.Join(objDir, "out")
+}
+
+func (e *Engine) step(i, n int, name string) {
+	if e.Progress != nil {
+		e.Progress.Step(i, n, name)
+	}
+	e.log().Info("step", "step", i, "of", n, "name", name)
+}
+
+// runPipeline runs p's stages into dir.
+func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manifest.Pipeline, dir string, inputs, sources map[string]string, step, total int) error {
+	out := outputPath(dir, p.Kind)
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return err
+	}
+	work, done, err := e.Store.TempDir("work")
+	if err != nil {
+		return err
+	}
+	defer done()
+	env := &stages.Env{
+		Inputs:          inputs,
+		Sources:         sources,
+		SourceDateEpoch: m.SourceDateEpoch,
+		Seed:            m.Seed,
+		Arch:            m.DebArch,
+		Log:             e.log().With("pipeline", p.Name),
+		ToolLog:         e.ToolLog,
+	}
+	if env.ToolLog == nil {
+		env.ToolLog = io.Discard
+	}
+	if p.Kind == manifest.KindTree {
+		env.Tree = out
+	} else {
+		env.Out = out
+	}
+	for j, st := range p.Stages {
+		s, err := stages.New(st.Type, st.Options)
+		if err != nil {
+			return fmt.Errorf("stage %d (%s): %w", j, st.Type, err)
+		}
+		stageWork := filepath.Join(work, fmt.Sprintf("%02d-%s", j, st.Type))
+		if err := os.Mkdir(stageWork, 0o755); err != nil {
+			return err
+		}
+		env.Work = stageWork
+		if e.Progress != nil {
+			e.Progress.Step(step, total, fmt.Sprintf("pipeline %s: %s (%d/%d)", p.Name, st.Type, j+1, len(p.Stages)))
+		}
+		start := time.Now()
+		if err := s.Run(ctx, env); err != nil {
+			return fmt.Errorf("stage %d (%s): %w", j, st.Type, err)
+		}
+		if err := os.RemoveAll(stageWork); err != nil {
+			return err
+		}
+		env.Log.Info("stage done", "stage", st.Type, "index", j, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// fetch makes sure every deb is in the store, verified, and returns their
+// paths by digest.
+func (e *Engine) fetch(ctx context.Context, debs []manifest.Deb) (map[string]string, error) {
+	par := e.FetchParallel
+	if par <= 0 {
+		par = 8
+	}
+	if n := runtime.NumCPU() * 4; par > n {
+		par = n
+	}
+	var total int64
+	for _, d := range debs {
+		total += d.Size
+	}
+	var (
+		mu       sync.Mutex
+		done     int64
+		paths    = make(map[string]string, len(debs))
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, par)
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, d := range debs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(d manifest.Deb) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			path, _, err := e.Store.Source(ctx, d.SHA256, d.Size, 3, func(ctx context.Context, w io.Writer) error {
+				return e.download(ctx, d.URL, w)
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s %s (%s): %w", d.Name, d.Version, d.URL, err)
+					cancel()
+				}
+				return
+			}
+			paths[d.SHA256] = path
+			done += d.Size
+			if e.Progress != nil {
+				e.Progress.Bytes(done, total)
+			}
+		}(d)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return paths, nil
+}
+
+// download writes the content at rawURL (http, https or file) to w.
+func (e *Engine) download(ctx context.Context, rawURL string, w io.Writer) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	if u.Scheme == "file" {
+		f, err := os.Open(u.Path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(w, f)
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return err
+	}
+	client := e.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", rawURL, resp.Status)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+

@@ -1,0 +1,147 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kib-project/kib/internal/hostcmd"
+)
+
+// Mmdebstrap installs pinned packages into the tree with mmdebstrap, from a
+// local repository made of exactly the pinned .debs. Nothing is downloaded.
+type Mmdebstrap struct {
+	// Suite is the suite name written into the local repository's Release
+	// file (mmdebstrap selects essential packages by it).
+	Suite string `json:"suite"`
+	// Packages are the names of the packages to install: all of them, as
+	// with mmdebstrap's custom variant.
+	Packages []string `json:"packages"`
+	// Debs are the sha256 digests of the .debs the local repository holds.
+	Debs []string `json:"debs"`
+}
+
+func init() { register[Mmdebstrap]("mmdebstrap") }
+
+// Validate checks the options.
+func (m *Mmdebstrap) Validate() error {
+	var errs []error
+	if m.Suite == "" || strings.ContainsAny(m.Suite, " /\n") {
+		errs = append(errs, fmt.Errorf("suite: %q must be a suite name", m.Suite))
+	}
+	if len(m.Packages) == 0 {
+		errs = append(errs, errors.New("packages: at least one required"))
+	}
+	for i, p := range m.Packages {
+		if p == "" || strings.ContainsAny(p, " ,\n") {
+			errs = append(errs, fmt.Errorf("packages[%d]: %q is not a package name", i, p))
+		}
+	}
+	if len(m.Debs) == 0 {
+		errs = append(errs, errors.New("debs: at least one required"))
+	}
+	for i, d := range m.Debs {
+		if !isSHA256(d) {
+			errs = append(errs, fmt.Errorf("debs[%d]: %q is not a sha256 hex digest", i, d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run builds the local repository and runs mmdebstrap into env.Tree.
+func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
+	if err := hostcmd.Check("mmdebstrap", "apt-ftparchive", "unshare"); err != nil {
+		return err
+	}
+	repo := filepath.Join(env.Work, "repo")
+	pool := filepath.Join(repo, "pool")
+	if err := os.MkdirAll(pool, 0o755); err != nil {
+		return err
+	}
+	for _, d := range m.Debs {
+		src, ok := env.Sources[d]
+		if !ok {
+			return fmt.Errorf("deb %s is not among the fetched sources", d)
+		}
+		if err := linkOrCopy(src, filepath.Join(pool, d+".deb")); err != nil {
+			return err
+		}
+	}
+	idx, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog})
+	if err != nil {
+		return fmt.Errorf("indexing the local repository: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "Packages"), idx, 0o644); err != nil {
+		return err
+	}
+	rel, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Dir: repo, Log: env.ToolLog, Args: []string{
+		"-o", "APT::FTPArchive::Release::Suite=" + m.Suite,
+		"-o", "APT::FTPArchive::Release::Codename=" + m.Suite,
+		"-o", "APT::FTPArchive::Release::Origin=kib",
+		"-o", "APT::FTPArchive::Release::Label=kib",
+		"-o", "APT::FTPArchive::Release::Architectures=" + env.Arch,
+		"release", "."}})
+	if err != nil {
+		return fmt.Errorf("writing the local repository's Release file: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "Release"), rel, 0o644); err != nil {
+		return err
+	}
+	tmp := filepath.Join(env.Work, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	args := []string{"--mount", "--propagation", "private", "mmdebstrap",
+		"--mode=root", "--format=directory", "--variant=custom",
+		"--architectures=" + env.Arch,
+		"--include=" + strings.Join(m.Packages, ","),
+		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
+		"--aptopt=Acquire::Languages \"none\"",
+		m.Suite, env.Tree, "deb [trusted=yes] file://" + repo + " ./",
+	}
+	// Run in a private mount namespace: mounts mmdebstrap leaves behind when
+	// it fails or is killed vanish with the process.
+	_, err = hostcmd.Run(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog,
+		Env: append(env.BaseEnv(), "TMPDIR="+tmp)})
+	if err != nil {
+		return fmt.Errorf("mmdebstrap: %w", err)
+	}
+	return nil
+}
+
+// linkOrCopy hard-links src to dst, copying when they are on different file
+// systems.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := out.ReadFrom(in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,123 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/kib-project/kib/internal/hostcmd"
+)
+
+// Tar archives an input tree into a reproducible tar, optionally compressed:
+// entries sorted by name, numeric owners, times clamped to SOURCE_DATE_EPOCH,
+// extended attributes kept, no atime/ctime.
+type Tar struct {
+	// Source is the tree pipeline to archive.
+	Source   string `json:"source"`
+	Filename string `json:"filename"`
+	// Compression is "xz" or "none".
+	Compression string `json:"compression"`
+	// Level is the xz preset (0-9).
+	Level int `json:"level,omitempty"`
+	// Exclude lists tar --exclude patterns, anchored at the tree root
+	// ("./dev/*").
+	Exclude []string `json:"exclude,omitempty"`
+}
+
+func init() { register[Tar]("tar") }
+
+// Validate checks the options.
+func (t *Tar) Validate() error {
+	var errs []error
+	if t.Source == "" {
+		errs = append(errs, errors.New("source: required"))
+	}
+	if t.Filename == "" || strings.ContainsAny(t.Filename, "/\x00") {
+		errs = append(errs, fmt.Errorf("filename: %q must be a plain file name", t.Filename))
+	}
+	switch t.Compression {
+	case "xz":
+		if t.Level < 0 || t.Level > 9 {
+			errs = append(errs, fmt.Errorf("level: %d must be 0..9", t.Level))
+		}
+	case "none":
+	default:
+		errs = append(errs, fmt.Errorf("compression: %q is not one of xz, none", t.Compression))
+	}
+	return errors.Join(errs...)
+}
+
+// Run writes env.Out/Filename.
+func (t *Tar) Run(ctx context.Context, env *Env) error {
+	src, err := env.Input(t.Source)
+	if err != nil {
+		return err
+	}
+	out, err := os.Create(filepath.Join(env.Out, t.Filename))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if t.Compression == "none" {
+		if err := TarTree(ctx, env, src, t.Exclude, out); err != nil {
+			return err
+		}
+		return out.Close()
+	}
+	if err := hostcmd.Check("xz"); err != nil {
+		return err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var xzErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer pr.Close()
+		// -T0 always uses the multi-threaded compressor in xz >= 5.4, whose
+		// output depends on the block size, not on the number of threads.
+		_, xzErr = hostcmd.Run(ctx, hostcmd.Cmd{Path: "xz", Args: []string{"-T0", "-" + strconv.Itoa(t.Level), "-c"}, Stdin: pr, Stdout: out, Log: env.ToolLog})
+		if xzErr != nil {
+			cancel()
+		}
+	}()
+	tarErr := TarTree(ctx, env, src, t.Exclude, pw)
+	pw.Close()
+	wg.Wait()
+	if err := errors.Join(tarErr, xzErr); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+// TarTree writes a reproducible tar of dir to w with GNU tar.
+func TarTree(ctx context.Context, env *Env, dir string, exclude []string, w io.Writer) error {
+	args := []string{"--create", "--file=-", "--directory=" + dir,
+		"--sort=name", "--numeric-owner", "--format=pax",
+		fmt.Sprintf("--mtime=@%d", env.SourceDateEpoch), "--clamp-mtime",
+		"--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+		"--xattrs", "--xattrs-include=*", "--anchored"}
+	for _, e := range exclude {
+		args = append(args, "--exclude="+e)
+	}
+	args = append(args, ".")
+	_, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "tar", Args: args, Stdout: w, Env: env.BaseEnv(), Log: env.ToolLog})
+	if err != nil {
+		return fmt.Errorf("archiving %s: %w", dir, err)
+	}
+	return nil
+}
+
+// InputNames returns the tree the stage archives.
+func (t *Tar) InputNames() []string { return []string{t.Source} }

@@ -1,0 +1,259 @@
+package manifest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/kib-project/kib/internal/blueprint"
+	"github.com/kib-project/kib/internal/depsolve"
+	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/version"
+)
+
+// Request is what someone wants built.
+type Request struct {
+	Distro    *distro.Definition
+	Arch      string
+	ImageType string
+	// Repos are the repositories to resolve packages from; see ResolveRepos.
+	Repos     []depsolve.Repo
+	Blueprint *blueprint.Blueprint
+	// Seed, if set, overrides the distro's default seed.
+	Seed *int64
+	// SourceDateEpoch, if set, overrides the default: the date of the newest
+	// repository Release file.
+	SourceDateEpoch *int64
+}
+
+// Solver resolves package sets; *depsolve.Solver is one.
+type Solver interface {
+	Solve(ctx context.Context, req depsolve.Request) (*depsolve.Result, error)
+}
+
+// ResolveRepos returns the repositories of a request: the --repo values if any
+// are given, else each of the distro's suites from the machine's apt sources,
+// else from the definition's fallback mirror.
+func ResolveRepos(def *distro.Definition, host []depsolve.SourceEntry, flags []string) ([]depsolve.Repo, error) {
+	if len(flags) > 0 {
+		base := def.Repositories[0]
+		repos := make([]depsolve.Repo, 0, len(flags))
+		for _, f := range flags {
+			r, err := depsolve.ParseRepoFlag(f, base.Suite, base.Components)
+			if err != nil {
+				return nil, err
+			}
+			if !r.Trusted && r.SignedBy == "" {
+				r.SignedBy = def.Keyring
+			}
+			repos = append(repos, r)
+		}
+		return repos, nil
+	}
+	repos := make([]depsolve.Repo, 0, len(def.Repositories))
+	for _, dr := range def.Repositories {
+		url := depsolve.MirrorFor(host, dr.Suite, dr.Components)
+		if url == "" {
+			url = strings.TrimRight(dr.Fallback, "/")
+		}
+		repos = append(repos, depsolve.Repo{URL: url, Suite: dr.Suite, Components: dr.Components, SignedBy: def.Keyring})
+	}
+	return repos, nil
+}
+
+// Generate resolves req's packages with solver and returns the pinned
+// manifest.
+func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error) {
+	def := req.Distro
+	it, err := def.ImageType(req.ImageType)
+	if err != nil {
+		return nil, err
+	}
+	debArch, err := def.DebArch(req.Arch)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Repos) == 0 {
+		return nil, errors.New("request: no repositories")
+	}
+	c := customizations(def, req.Blueprint)
+	pkgs := append(def.Packages(req.ImageType), c.extraPackages...)
+	res, err := solver.Solve(ctx, depsolve.Request{Arch: debArch, Repos: req.Repos, Packages: pkgs})
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{
+		Version:   FormatVersion,
+		Generator: "kib " + version.String(),
+		Distro:    def.Name,
+		Arch:      req.Arch,
+		DebArch:   debArch,
+		ImageType: req.ImageType,
+		Seed:      def.Defaults.Seed,
+	}
+	if req.Seed != nil {
+		m.Seed = *req.Seed
+	}
+	m.SourceDateEpoch = res.RepoDate.Unix()
+	if req.SourceDateEpoch != nil {
+		m.SourceDateEpoch = *req.SourceDateEpoch
+	}
+	for _, r := range req.Repos {
+		m.Sources.Repositories = append(m.Sources.Repositories, r.Line())
+	}
+	names := make([]string, 0, len(res.Packages))
+	debs := make([]string, 0, len(res.Packages))
+	for _, p := range res.Packages {
+		m.Sources.Debs = append(m.Sources.Debs, Deb(p))
+		names = append(names, p.Name)
+		debs = append(debs, p.SHA256)
+	}
+	os := Pipeline{Name: "os", Kind: KindTree}
+	add := func(pl *Pipeline, typ string, opts any) error {
+		raw, err := json.Marshal(opts)
+		if err != nil {
+			return err
+		}
+		canon, err := Canonicalize(raw)
+		if err != nil {
+			return err
+		}
+		pl.Stages = append(pl.Stages, Stage{Type: typ, Options: canon})
+		return nil
+	}
+	steps := []struct {
+		typ  string
+		opts any
+		when bool
+	}{
+		{"mmdebstrap", stages.Mmdebstrap{Suite: def.Codename, Packages: names, Debs: debs}, true},
+		{"hostname", stages.Hostname{Hostname: c.hostname}, true},
+		{"timezone", stages.Timezone{Zone: c.timezone}, true},
+		{"locale", stages.Locale{Language: c.language, Keyboard: c.keyboard}, true},
+		{"users", stages.Users{Groups: c.groups, Users: c.users}, len(c.users)+len(c.groups) > 0},
+		{"files", stages.Files{Files: c.files}, len(c.files) > 0},
+		{"services", stages.Services{Enabled: c.enabled, Disabled: c.disabled}, len(c.enabled)+len(c.disabled) > 0},
+		{"debian-finalize", stages.DebianFinalize{Sources: imageSources(req.Repos), KernelCmdline: c.cmdline}, true},
+	}
+	for _, s := range steps {
+		if s.when {
+			if err := add(&os, s.typ, s.opts); err != nil {
+				return nil, err
+			}
+		}
+	}
+	m.Pipelines = append(m.Pipelines, os)
+	out := Pipeline{Name: it.Export, Kind: KindFile}
+	switch it.Recipe {
+	case "tar":
+		err = add(&out, "tar", stages.Tar{Source: "os", Filename: it.Filename, Compression: it.Compression.Format, Level: it.Compression.Level})
+	case "container":
+		ct := it.Container
+		err = add(&out, "oci-archive", stages.OCIArchive{Source: "os", Filename: it.Filename, Ref: ct.Ref,
+			Cmd: ct.Cmd, Entrypoint: ct.Entrypoint, Env: ct.Env, WorkingDir: ct.WorkingDir,
+			Exclude: []string{"./dev/*"}})
+	default:
+		err = fmt.Errorf("image type %s: recipe %q has no pipelines", req.ImageType, it.Recipe)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m.Pipelines = append(m.Pipelines, out)
+	m.Exports = []Export{{Name: it.Export, Filename: it.Filename, BootMode: it.BootMode}}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("generated manifest: %w", err)
+	}
+	return m, nil
+}
+
+// imageSources are the apt sources the image keeps: the request's
+// repositories, minus file:// ones that only exist on the build host.
+func imageSources(repos []depsolve.Repo) []string {
+	var out []string
+	for _, r := range repos {
+		if !strings.HasPrefix(r.URL, "file:") {
+			out = append(out, r.Line())
+		}
+	}
+	return out
+}
+
+type custom struct {
+	hostname, timezone, language, keyboard, cmdline string
+	users                                           []stages.UserSpec
+	groups                                          []stages.GroupSpec
+	files                                           []stages.FileSpec
+	enabled, disabled                               []string
+	extraPackages                                   []string
+}
+
+// customizations merges the blueprint over the distro's defaults and adds the
+// packages the customizations need.
+func customizations(def *distro.Definition, bp *blueprint.Blueprint) custom {
+	c := custom{hostname: def.Defaults.Hostname, timezone: def.Defaults.Timezone, language: def.Defaults.Locale}
+	if bp == nil {
+		return c
+	}
+	for _, p := range bp.Packages {
+		if p.Version == "" || p.Version == "*" {
+			c.extraPackages = append(c.extraPackages, p.Name)
+		} else {
+			c.extraPackages = append(c.extraPackages, p.Name+"="+p.Version)
+		}
+	}
+	bc := bp.Customizations
+	if bc == nil {
+		return c
+	}
+	if bc.Hostname != nil {
+		c.hostname = *bc.Hostname
+	}
+	if bc.Timezone != nil && bc.Timezone.Timezone != "" {
+		c.timezone = bc.Timezone.Timezone
+		if c.timezone != "UTC" && c.timezone != "Etc/UTC" {
+			c.extraPackages = append(c.extraPackages, "tzdata")
+		}
+	}
+	if bc.Locale != nil {
+		if len(bc.Locale.Languages) > 0 {
+			c.language = bc.Locale.Languages[0]
+		}
+		c.keyboard = bc.Locale.Keyboard
+		if l := (stages.Locale{Language: c.language}); !l.Builtin() {
+			c.extraPackages = append(c.extraPackages, "locales")
+		}
+	}
+	for _, g := range bc.Group {
+		c.groups = append(c.groups, stages.GroupSpec{Name: g.Name, GID: g.GID})
+	}
+	for _, u := range bc.User {
+		c.users = append(c.users, stages.UserSpec{Name: u.Name, Description: u.Description, Password: u.Password,
+			Keys: u.AllKeys(), Home: u.Home, Shell: u.Shell, Groups: u.Groups, UID: u.UID, GID: u.GID})
+	}
+	for _, f := range bc.Files {
+		c.files = append(c.files, stages.FileSpec{Path: f.Path, Data: f.Data, Mode: fmt.Sprintf("%04o", f.FileMode()), User: f.User, Group: f.Group})
+	}
+	if bc.Services != nil {
+		c.enabled, c.disabled = bc.Services.Enabled, bc.Services.Disabled
+	}
+	if bc.Kernel != nil {
+		c.cmdline = bc.Kernel.Append
+	}
+	c.extraPackages = dedupe(c.extraPackages)
+	return c
+}
+
+func dedupe(s []string) []string {
+	sort.Strings(s)
+	out := s[:0]
+	for i, x := range s {
+		if i == 0 || x != s[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
