@@ -7,8 +7,8 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -411,5 +411,3 @@ func (e *Engine) download(ctx context.Context, rawURL string, w io.Writer) error
 	_, err = io.Copy(w, resp.Body)
 	return err
 }
-
-
