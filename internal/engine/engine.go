@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/hostcmd"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/version"
@@ -150,6 +151,9 @@ func (e *Engine) Build(ctx context.Context, m *manifest.Manifest, opts Options) 
 	if err != nil {
 		return nil, err
 	}
+	if err := hostcmd.Check(plan.tools...); err != nil {
+		return nil, err
+	}
 	log := e.log()
 	total := len(plan.run) + 1
 	if len(plan.run) > 0 {
@@ -209,6 +213,7 @@ func (e *Engine) Build(ctx context.Context, m *manifest.Manifest, opts Options) 
 type plan struct {
 	needed  map[int]bool // pipelines whose output is read
 	run     map[int]bool // pipelines that must run
+	tools   []string     // host tools the pipelines to run need
 	sources map[string]string
 }
 
@@ -230,6 +235,9 @@ func (e *Engine) plan(m *manifest.Manifest, keys []string, exports []manifest.Ex
 			s, err := stages.New(st.Type, st.Options)
 			if err != nil {
 				return err
+			}
+			if tu, ok := s.(stages.ToolUser); ok {
+				p.tools = append(p.tools, tu.Tools()...)
 			}
 			if r, ok := s.(stages.InputReader); ok {
 				for _, in := range r.InputNames() {

@@ -62,7 +62,12 @@ func (e *MissingToolError) Error() string {
 // Check returns a *MissingToolError for the first of tools not in PATH, or nil.
 func Check(tools ...string) error {
 	var missing []string
+	seen := map[string]bool{}
 	for _, t := range tools {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
 		if _, err := exec.LookPath(t); err != nil {
 			missing = append(missing, t)
 		}
@@ -178,7 +183,15 @@ func Run(ctx context.Context, c Cmd) ([]byte, error) {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = errors.Join(ctxErr, err)
 		}
-		return out.Bytes(), &Error{Cmd: c.Path + " " + strings.Join(c.Args, " "), Err: err, Stderr: string(tail.buf)}
+		return out.Bytes(), &Error{Cmd: shorten(c.Path+" "+strings.Join(c.Args, " "), 300), Err: err, Stderr: string(tail.buf)}
 	}
 	return out.Bytes(), nil
+}
+
+// shorten cuts s to at most n bytes, marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -68,3 +68,11 @@ func (l *Locale) Run(ctx context.Context, env *Env) error {
 	}
 	return nil
 }
+
+// Tools lists the host tools the stage runs.
+func (l *Locale) Tools() []string {
+	if l.Builtin() {
+		return nil
+	}
+	return []string{"chroot"}
+}

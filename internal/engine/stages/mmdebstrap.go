@@ -145,3 +145,6 @@ func isSHA256(s string) bool {
 	}
 	return true
 }
+
+// Tools lists the host tools the stage runs.
+func (m *Mmdebstrap) Tools() []string { return []string{"mmdebstrap", "apt-ftparchive", "unshare"} }

@@ -259,3 +259,6 @@ func descriptor(img v1.Image) (*v1.Descriptor, error) {
 
 // InputNames returns the tree the stage packs.
 func (o *OCIArchive) InputNames() []string { return []string{o.Source} }
+
+// Tools lists the host tools the stage runs.
+func (o *OCIArchive) Tools() []string { return []string{"tar"} }

@@ -48,3 +48,6 @@ func (s *Services) Run(ctx context.Context, env *Env) error {
 	}
 	return nil
 }
+
+// Tools lists the host tools the stage runs.
+func (s *Services) Tools() []string { return []string{"systemctl"} }

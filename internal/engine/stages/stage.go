@@ -135,3 +135,9 @@ func sortedKeys[V any](m map[string]V) []string {
 type InputReader interface {
 	InputNames() []string
 }
+
+// ToolUser is implemented by stages that run host tools; the engine checks
+// that they are installed before it fetches or runs anything.
+type ToolUser interface {
+	Tools() []string
+}

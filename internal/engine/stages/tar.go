@@ -121,3 +121,11 @@ func TarTree(ctx context.Context, env *Env, dir string, exclude []string, w io.W
 
 // InputNames returns the tree the stage archives.
 func (t *Tar) InputNames() []string { return []string{t.Source} }
+
+// Tools lists the host tools the stage runs.
+func (t *Tar) Tools() []string {
+	if t.Compression == "xz" {
+		return []string{"tar", "xz"}
+	}
+	return []string{"tar"}
+}

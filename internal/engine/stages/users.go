@@ -146,3 +146,6 @@ func installKeys(tree, name string, keys []string) error {
 	}
 	return os.Chmod(dir, 0o700)
 }
+
+// Tools lists the host tools the stage runs.
+func (u *Users) Tools() []string { return []string{"chroot"} }

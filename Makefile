@@ -1,0 +1,50 @@
+# kib's everyday commands. `make image` builds a Debian 12 tar image into
+# ./out; `make test` runs the tests. Both install the host tools they need
+# (Debian packages) when run as root on Debian 12.
+
+GO ?= go
+OUT ?= out
+TYPE ?= tar
+
+# Host tools kib drives, by Debian package.
+HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
+	dosfstools mtools qemu-utils fdisk e2fsprogs \
+	grub-efi-amd64-bin grub-pc-bin grub2-common systemd-boot-efi \
+	qemu-system-x86 ovmf
+
+.PHONY: image test deps kib bench vet fuzz
+
+image: deps kib
+	./kib build --distro debian-12 --arch x86_64 $(TYPE) --output-dir $(OUT)
+
+kib:
+	$(GO) build -o kib ./cmd/kib
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -timeout 60m ./...
+
+# deps installs the missing host packages (as root), or says which are missing.
+deps:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing host packages:" $$missing; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		else \
+			echo "missing Debian packages (install as root): apt-get install" $$missing >&2; exit 1; \
+		fi; \
+	fi
+
+# fuzz runs each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./internal/manifest -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/blueprint -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/distro -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseURIs -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseDeb822 -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseRepoFlag -fuzztime $(FUZZTIME)
+
+bench: deps kib
+	bench/tar.sh

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runKib runs the kib command in-process and returns its output and error.
+func runKib(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bp := filepath.Join(dir, "bp.toml")
+	os.WriteFile(bp, []byte("[customizations]\nhostnam = \"x\"\n"), 0o644)
+	badManifest := filepath.Join(dir, "m.json")
+	golden, err := os.ReadFile("../../internal/manifest/testdata/tar.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(badManifest, bytes.Replace(golden, []byte(`"size":`), []byte(`"size":-`), 1), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown distro", []string{"manifest", "--distro", "fedora-99", "tar"}, []string{`unknown distro "fedora-99"`, "valid: debian-12"}},
+		{"unknown arch", []string{"manifest", "--arch", "mips", "tar"}, []string{`unknown architecture "mips"`, "valid: x86_64"}},
+		{"unknown type", []string{"manifest", "iso"}, []string{`unknown image type "iso"`, "container", "tar"}},
+		{"blueprint key", []string{"manifest", "--blueprint", bp, "tar"}, []string{"unknown key customizations.hostnam"}},
+		{"repo flag", []string{"manifest", "--repo", "ftp://x/debian", "tar"}, []string{`scheme "ftp" is not supported`}},
+		{"manifest field", []string{"build", "--manifest", badManifest, "--output-dir", dir}, []string{"sources.debs[0].size"}},
+		{"no output dir", []string{"build", "tar"}, []string{"--output-dir: required"}},
+		{"type and manifest", []string{"build", "tar", "--manifest", badManifest, "--output-dir", dir}, []string{"not both"}},
+		{"missing manifest", []string{"build", "--manifest", filepath.Join(dir, "nope.json"), "--output-dir", dir}, []string{"no such file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := runKib(t, tt.args...)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingHostTool(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("kib build checks for root first; run the tests as root")
+	}
+	dir := t.TempDir()
+	t.Setenv("PATH", dir) // no host tools at all
+	_, err := runKib(t, "build", "--manifest", "../../internal/manifest/testdata/tar.json",
+		"--output-dir", filepath.Join(dir, "out"), "--store", filepath.Join(dir, "store"))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"mmdebstrap", "apt-get install", "xz-utils"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not name %q", err, w)
+		}
+	}
+}
+
+// TestInterrupt starts a real build, interrupts it while mmdebstrap runs and
+// checks that kib stops cleanly: no artifact, no temporary directory, no
+// mount left.
+func TestInterrupt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real build; run without -short")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kib")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	store := filepath.Join(dir, "store")
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(bin, "build", "tar", "--output-dir", out, "--store", store, "--cache-dir", filepath.Join(dir, "cache"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logBuf strings.Builder
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			logBuf.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), `name="pipeline os"`) {
+				once = true
+				close(started)
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("the build did not reach the os pipeline:\n%s", logBuf.String())
+	}
+	time.Sleep(3 * time.Second) // mmdebstrap is installing packages now
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("an interrupted build exited 0")
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("kib did not stop within 60 s of SIGINT")
+	}
+	if m, _ := filepath.Glob(filepath.Join(out, "*", "*")); len(m) > 0 {
+		t.Errorf("files left under the output directory: %v", m)
+	}
+	if m, _ := filepath.Glob(filepath.Join(store, "tmp", "*")); len(m) > 0 {
+		t.Errorf("temporary files left in the store: %v", m)
+	}
+	if m, _ := filepath.Glob(filepath.Join(store, "objects", "*")); len(m) > 0 {
+		t.Errorf("half-built pipeline output in the store: %v", m)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), dir) {
+		t.Errorf("mounts left below %s", dir)
+	}
+	if p, _ := exec.Command("pgrep", "-f", "mmdebstrap.*"+store).Output(); len(p) > 0 {
+		t.Errorf("mmdebstrap still running: %s", p)
+	}
+}

@@ -1,0 +1,293 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kib-project/kib/internal/blueprint"
+	"github.com/kib-project/kib/internal/depsolve"
+	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/manifest"
+	"github.com/kib-project/kib/internal/store"
+)
+
+const testBlueprint = `
+[customizations]
+hostname = "kib-test"
+[[customizations.group]]
+name = "builders"
+gid = 1500
+[[customizations.user]]
+name = "alice"
+password = "$6$kibsalt$IxDD3jeSOb5eB1CX5LBsqZFVkJdido3OUILO5Ifz5iwMuTS4XMS130MTSuDDl3aCI6WouIL9AjRbLCelDCy.g."
+key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKibKibKibKibKibKibKibKibKibKibKibKibKibKib alice@example.org"
+groups = ["builders"]
+uid = 1234
+[[customizations.files]]
+path = "/etc/motd"
+data = "built by kib\n"
+mode = "0640"
+user = "alice"
+`
+
+// needsRealBuild skips nothing silently: in -short mode the build tests do not
+// run, otherwise their requirements must be met.
+func needsRealBuild(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a real Debian image (about two minutes); run without -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the build tests need root (mmdebstrap root mode)")
+	}
+}
+
+func generate(t *testing.T, typ, cacheDir string) *manifest.Manifest {
+	t.Helper()
+	cat, err := distro.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, _ := cat.Get("debian-12")
+	host, err := depsolve.HostSources("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos, err := manifest.ResolveRepos(def, host, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, err := blueprint.Parse(strings.NewReader(testBlueprint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Generate(context.Background(), &depsolve.Solver{CacheDir: cacheDir},
+		manifest.Request{Distro: def, Arch: "x86_64", ImageType: typ, Repos: repos, Blueprint: bp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+type refuseAll struct{}
+
+func (refuseAll) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("the mirror is gone")
+}
+
+// TestBuildReproducible builds the tar and container images of one pair of
+// manifests in two stores and checks that they are bit-identical, that the
+// second store builds without any mirror from the pinned packages it holds,
+// that a warm rebuild comes from the cache, and that the customizations are
+// in the image.
+func TestBuildReproducible(t *testing.T) {
+	needsRealBuild(t)
+	ctx := context.Background()
+	cache := t.TempDir()
+	mt := generate(t, "tar", cache)
+	mc := generate(t, "container", cache)
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	build := func(st *store.Store, m *manifest.Manifest, out string, client *http.Client) Artifact {
+		t.Helper()
+		e := &Engine{Store: st, Log: log, HTTPClient: client}
+		arts, err := e.Build(ctx, m, Options{OutputDir: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(arts) != 1 {
+			t.Fatalf("got %d artifacts", len(arts))
+		}
+		return arts[0]
+	}
+	root := t.TempDir()
+	stA, err := store.Open(filepath.Join(root, "storeA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outA := filepath.Join(root, "outA")
+	tarA := build(stA, mt, outA, nil)
+	ctrA := build(stA, mc, outA, nil)
+
+	// Store B holds the pinned packages only (as after a fetch long ago) and
+	// the mirror is unreachable: the rebuild must not need it.
+	stB, err := store.Open(filepath.Join(root, "storeB"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, filepath.Join(stA.Dir(), "sources"), filepath.Join(stB.Dir(), "sources"))
+	offline := &http.Client{Transport: refuseAll{}}
+	outB := filepath.Join(root, "outB")
+	tarB := build(stB, mt, outB, offline)
+	ctrB := build(stB, mc, outB, offline)
+
+	if tarA.SHA256 != tarB.SHA256 {
+		t.Errorf("root.tar.xz differs between stores: %s vs %s", tarA.SHA256, tarB.SHA256)
+	}
+	if ctrA.SHA256 != ctrB.SHA256 {
+		t.Errorf("container.tar differs between stores: %s vs %s", ctrA.SHA256, ctrB.SHA256)
+	}
+	for _, a := range []Artifact{tarA, ctrA} {
+		if a.Cached {
+			t.Errorf("%s: first build reported as cached", a.Path)
+		}
+		for _, f := range []string{a.Path, a.Manifest, a.SBOM, a.Info} {
+			if _, err := os.Stat(f); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+
+	warm := build(stA, mt, filepath.Join(root, "outWarm"), offline)
+	if !warm.Cached || warm.SHA256 != tarA.SHA256 {
+		t.Errorf("warm rebuild: cached=%v sha %s, want cached and identical", warm.Cached, warm.SHA256)
+	}
+
+	checkBuildInfo(t, tarA, "archive", "root.tar.xz")
+	checkBuildInfo(t, ctrA, "container", "container.tar")
+	checkSBOM(t, tarA, len(mt.Sources.Debs))
+
+	files := extract(t, tarA.Path, "./etc/hostname", "./etc/passwd", "./etc/group", "./etc/shadow", "./etc/motd",
+		"./home/alice/.ssh/authorized_keys", "./etc/apt/sources.list")
+	if got := files["./etc/hostname"]; got != "kib-test\n" {
+		t.Errorf("/etc/hostname = %q", got)
+	}
+	if !strings.Contains(files["./etc/passwd"], "alice:x:1234:") {
+		t.Errorf("/etc/passwd has no alice with uid 1234:\n%s", files["./etc/passwd"])
+	}
+	if !strings.Contains(files["./etc/group"], "builders:x:1500:alice") {
+		t.Errorf("/etc/group has no builders group with alice:\n%s", files["./etc/group"])
+	}
+	if !strings.Contains(files["./etc/shadow"], "alice:$6$kibsalt$") {
+		t.Errorf("/etc/shadow lacks alice's password hash")
+	}
+	if files["./etc/motd"] != "built by kib\n" {
+		t.Errorf("/etc/motd = %q", files["./etc/motd"])
+	}
+	if !strings.Contains(files["./home/alice/.ssh/authorized_keys"], "alice@example.org") {
+		t.Errorf("authorized_keys = %q", files["./home/alice/.ssh/authorized_keys"])
+	}
+	if strings.Contains(files["./etc/apt/sources.list"], "file:") || !strings.Contains(files["./etc/apt/sources.list"], "bookworm") {
+		t.Errorf("sources.list = %q", files["./etc/apt/sources.list"])
+	}
+	listing := run(t, "tar", "-tvJf", tarA.Path, "./etc/motd", "./home/alice/.ssh/authorized_keys")
+	if !strings.Contains(listing, "-rw-r----- 1234/0") || !strings.Contains(listing, "-rw------- 1234/") {
+		t.Errorf("owners and modes:\n%s", listing)
+	}
+
+	// The container archive is a valid OCI layout with the ref annotation.
+	ociDir := t.TempDir()
+	run(t, "tar", "-xf", ctrA.Path, "-C", ociDir)
+	var index struct {
+		Manifests []struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	data, _ := os.ReadFile(filepath.Join(ociDir, "index.json"))
+	if err := json.Unmarshal(data, &index); err != nil || len(index.Manifests) != 1 ||
+		index.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "debian:12" {
+		t.Errorf("index.json = %s (%v)", data, err)
+	}
+}
+
+func checkBuildInfo(t *testing.T, a Artifact, export, file string) {
+	t.Helper()
+	data, err := os.ReadFile(a.Info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bi BuildInfo
+	if err := json.Unmarshal(data, &bi); err != nil {
+		t.Fatal(err)
+	}
+	if bi.Arch != "x86_64" || bi.BootMode != "none" || bi.ExportName != export || bi.ExportFilename != file ||
+		bi.SHA256 != a.SHA256 || bi.KibVersion == "" || len(bi.Packages) == 0 {
+		t.Errorf("build-info.json = %+v", bi)
+	}
+}
+
+func checkSBOM(t *testing.T, a Artifact, packages int) {
+	t.Helper()
+	data, err := os.ReadFile(a.SBOM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		SPDXVersion string `json:"spdxVersion"`
+		Packages    []struct {
+			Name string `json:"name"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.SPDXVersion != "SPDX-2.3" || len(doc.Packages) != packages+1 {
+		t.Errorf("SBOM: version %q, %d packages, want SPDX-2.3 with %d+1", doc.SPDXVersion, len(doc.Packages), packages)
+	}
+}
+
+func extract(t *testing.T, archive string, names ...string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	run(t, "tar", append([]string{"-xJf", archive, "-C", dir}, names...)...)
+	out := map[string]string{}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+		out[n] = string(b)
+	}
+	return out
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
+	}
+	return string(out)
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(target)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		_, err = io.Copy(out, in)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kib-project/kib/internal/manifest"
+)
+
+func loadManifest(t *testing.T) *manifest.Manifest {
+	t.Helper()
+	f, err := os.Open("../manifest/testdata/tar.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := manifest.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestKeys(t *testing.T) {
+	m := loadManifest(t)
+	k1, err := Keys(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := Keys(loadManifest(t))
+	if strings.Join(k1, ",") != strings.Join(k2, ",") {
+		t.Fatal("keys of the same manifest differ")
+	}
+	tests := []struct {
+		name          string
+		change        func(m *manifest.Manifest)
+		osSame, lastSame bool
+	}{
+		{"export pipeline option", func(m *manifest.Manifest) { m.Pipelines[1].Stages[0].Options = json.RawMessage(`{"compression":"none","filename":"root.tar.xz","source":"os"}`) }, true, false},
+		{"os stage option", func(m *manifest.Manifest) { m.Pipelines[0].Stages[1].Options = json.RawMessage(`{"hostname":"other"}`) }, false, false},
+		{"seed", func(m *manifest.Manifest) { m.Seed++ }, false, false},
+		{"source", func(m *manifest.Manifest) { m.Sources.Debs[0].URL += "x" }, false, false},
+		{"exports only", func(m *manifest.Manifest) { m.Exports[0].BootMode = "uefi" }, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := loadManifest(t)
+			tt.change(m)
+			k, err := Keys(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (k[0] == k1[0]) != tt.osSame || (k[1] == k1[1]) != tt.lastSame {
+				t.Fatalf("os key same=%v (want %v), archive key same=%v (want %v)", k[0] == k1[0], tt.osSame, k[1] == k1[1], tt.lastSame)
+			}
+		})
+	}
+}
+
+func TestCopySparse(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	f, _ := os.Create(src)
+	f.Truncate(64 << 20)
+	f.WriteAt([]byte("start"), 0)
+	f.WriteAt(bytes.Repeat([]byte{7}, 1<<20), 30<<20)
+	f.WriteAt([]byte("end"), 64<<20-3)
+	f.Close()
+	want, _ := os.ReadFile(src)
+	wantSum := sha256.Sum256(want)
+
+	dst := filepath.Join(dir, "dst")
+	sum, size, err := copyFile(context.Background(), src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dst)
+	if !bytes.Equal(got, want) || size != int64(len(want)) || sum != hex.EncodeToString(wantSum[:]) {
+		t.Fatalf("copy differs: size %d, sum %s", size, sum)
+	}
+	if blocks := statBlocks(t, dst); blocks*512 > 8<<20 {
+		t.Errorf("copy uses %d bytes on disk for 1 MiB of data: holes were filled", blocks*512)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".kib-tmp-*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}

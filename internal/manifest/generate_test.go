@@ -1,0 +1,157 @@
+package manifest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/kib-project/kib/internal/blueprint"
+	"github.com/kib-project/kib/internal/debtest"
+	"github.com/kib-project/kib/internal/depsolve"
+	"github.com/kib-project/kib/internal/distro"
+)
+
+const testDef = `
+name: testos-1
+os: debian
+version: "1"
+codename: testos
+architectures: {x86_64: amd64}
+repositories:
+  - {suite: testos, components: [main], fallback: "http://127.0.0.1:9/none"}
+keyring: /usr/share/keyrings/debian-archive-keyring.gpg
+defaults: {hostname: localhost, timezone: UTC, locale: C.UTF-8, seed: 42}
+package_sets:
+  base: [kib-a]
+image_types:
+  tar:
+    recipe: tar
+    export: archive
+    filename: root.tar.xz
+    boot_mode: none
+    package_sets: [base]
+    compression: {format: xz, level: 2}
+  container:
+    recipe: container
+    export: container
+    filename: container.tar
+    boot_mode: none
+    package_sets: [base]
+    container: {ref: "testos:1", cmd: [/bin/sh]}
+`
+
+func TestGenerate(t *testing.T) {
+	def, err := distro.Parse([]byte(testDef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := debtest.Repo(t,
+		debtest.Pkg{Name: "kib-a", Version: "1.0", Depends: "kib-b"},
+		debtest.Pkg{Name: "kib-b", Version: "2.0"},
+		debtest.Pkg{Name: "kib-extra", Version: "0.1"},
+	)
+	repos, err := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, err := blueprint.Parse(strings.NewReader(`
+[[packages]]
+name = "kib-extra"
+[customizations]
+hostname = "builder"
+[[customizations.user]]
+name = "alice"
+groups = ["users"]
+[[customizations.files]]
+path = "/etc/motd"
+data = "hi\n"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	solver := &depsolve.Solver{CacheDir: t.TempDir()}
+	req := Request{Distro: def, Arch: "x86_64", ImageType: "tar", Repos: repos, Blueprint: bp}
+	m1, err := Generate(context.Background(), solver, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Generate(context.Background(), solver, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, _ := m1.Canonical()
+	c2, _ := m2.Canonical()
+	if !bytes.Equal(c1, c2) {
+		t.Fatal("two generations against the same repository differ")
+	}
+	if m1.Seed != 42 || m1.SourceDateEpoch != 1717200000 {
+		t.Errorf("seed %d, SOURCE_DATE_EPOCH %d; want the definition's seed 42 and the Release date 1717200000", m1.Seed, m1.SourceDateEpoch)
+	}
+	var names []string
+	for _, d := range m1.Sources.Debs {
+		names = append(names, d.Name)
+	}
+	if got := strings.Join(names, ","); got != "kib-a,kib-b,kib-extra" {
+		t.Errorf("debs = %s, want kib-a,kib-b,kib-extra", got)
+	}
+	var types []string
+	for _, s := range m1.Pipelines[0].Stages {
+		types = append(types, s.Type)
+	}
+	if got := strings.Join(types, ","); got != "mmdebstrap,hostname,timezone,locale,users,files,debian-finalize" {
+		t.Errorf("os stages = %s", got)
+	}
+	var host struct{ Hostname string }
+	json.Unmarshal(m1.Pipelines[0].Stages[1].Options, &host)
+	if host.Hostname != "builder" {
+		t.Errorf("hostname stage = %q, want the blueprint's", host.Hostname)
+	}
+	var fin struct{ Sources []string }
+	json.Unmarshal(m1.Pipelines[0].Stages[6].Options, &fin)
+	if len(fin.Sources) != 0 {
+		t.Errorf("image keeps host-only file:// sources: %v", fin.Sources)
+	}
+	if m1.Exports[0] != (Export{Name: "archive", Filename: "root.tar.xz", BootMode: "none"}) {
+		t.Errorf("export = %+v", m1.Exports[0])
+	}
+
+	seed := int64(7)
+	req.Seed, req.ImageType = &seed, "container"
+	mc, err := Generate(context.Background(), solver, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.Seed != 7 || mc.Pipelines[1].Stages[0].Type != "oci-archive" {
+		t.Errorf("container manifest: seed %d, stage %s", mc.Seed, mc.Pipelines[1].Stages[0].Type)
+	}
+}
+
+func TestGenerateErrors(t *testing.T) {
+	def, err := distro.Parse([]byte(testDef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := debtest.Repo(t, debtest.Pkg{Name: "kib-a", Version: "1.0"})
+	repos, _ := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	solver := &depsolve.Solver{CacheDir: t.TempDir()}
+	tests := []struct {
+		name string
+		req  Request
+		want string
+	}{
+		{"image type", Request{Distro: def, Arch: "x86_64", ImageType: "qcow9", Repos: repos}, `unknown image type "qcow9" (valid: container, tar)`},
+		{"arch", Request{Distro: def, Arch: "riscv128", ImageType: "tar", Repos: repos}, `unknown architecture "riscv128" (valid: x86_64)`},
+		{"package", Request{Distro: def, Arch: "x86_64", ImageType: "tar", Repos: repos,
+			Blueprint: &blueprint.Blueprint{Packages: []blueprint.Package{{Name: "kib-missing"}}}}, "package not found in the repositories: kib-missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Generate(context.Background(), solver, tt.req)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
