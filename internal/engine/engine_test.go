@@ -39,11 +39,13 @@ func TestKeys(t *testing.T) {
 		t.Fatal("keys of the same manifest differ")
 	}
 	tests := []struct {
-		name          string
-		change        func(m *manifest.Manifest)
+		name             string
+		change           func(m *manifest.Manifest)
 		osSame, lastSame bool
 	}{
-		{"export pipeline option", func(m *manifest.Manifest) { m.Pipelines[1].Stages[0].Options = json.RawMessage(`{"compression":"none","filename":"root.tar.xz","source":"os"}`) }, true, false},
+		{"export pipeline option", func(m *manifest.Manifest) {
+			m.Pipelines[1].Stages[0].Options = json.RawMessage(`{"compression":"none","filename":"root.tar.xz","source":"os"}`)
+		}, true, false},
 		{"os stage option", func(m *manifest.Manifest) { m.Pipelines[0].Stages[1].Options = json.RawMessage(`{"hostname":"other"}`) }, false, false},
 		{"seed", func(m *manifest.Manifest) { m.Seed++ }, false, false},
 		{"source", func(m *manifest.Manifest) { m.Sources.Debs[0].URL += "x" }, false, false},
