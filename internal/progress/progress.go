@@ -21,6 +21,7 @@ type Bar struct {
 	done, bytes int64
 	stop        chan struct{}
 	stopped     chan struct{}
+	once        sync.Once
 }
 
 // NewBar starts a bar that redraws on w several times a second until Stop.
@@ -47,15 +48,12 @@ func (b *Bar) Bytes(done, total int64) {
 
 // Stop draws the final state and ends the line.
 func (b *Bar) Stop() {
-	select {
-	case <-b.stop:
-		return
-	default:
-	}
-	close(b.stop)
-	<-b.stopped
-	b.draw()
-	fmt.Fprintln(b.w)
+	b.once.Do(func() {
+		close(b.stop)
+		<-b.stopped
+		b.draw()
+		fmt.Fprintln(b.w)
+	})
 }
 
 func (b *Bar) loop() {

@@ -48,11 +48,12 @@ func (f *Files) Run(_ context.Context, env *Env) error {
 		}
 		uid, gid := 0, 0
 		if fs.User != "" {
-			u, g, _, err := lookupID(env.Tree, "passwd", fs.User)
+			// Like chown USER: the group stays root unless given.
+			u, _, _, err := lookupID(env.Tree, "passwd", fs.User)
 			if err != nil {
 				return fmt.Errorf("files[%d].user: %w", i, err)
 			}
-			uid, gid = u, g
+			uid = u
 		}
 		if fs.Group != "" {
 			g, _, _, err := lookupID(env.Tree, "group", fs.Group)

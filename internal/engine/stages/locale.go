@@ -41,6 +41,11 @@ func (l *Locale) Builtin() bool {
 
 // Run writes the locale settings and runs locale-gen in the image if needed.
 func (l *Locale) Run(ctx context.Context, env *Env) error {
+	if !l.Builtin() {
+		if _, err := os.Stat(filepath.Join(env.Tree, "usr/sbin/locale-gen")); err != nil {
+			return fmt.Errorf("language %q: locale-gen is not in the image (the locales package is needed)", l.Language)
+		}
+	}
 	if err := writeTreeFile(env.Tree, "/etc/default/locale", []byte("LANG="+l.Language+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -52,9 +57,6 @@ func (l *Locale) Run(ctx context.Context, env *Env) error {
 	}
 	if l.Builtin() {
 		return nil
-	}
-	if _, err := os.Stat(filepath.Join(env.Tree, "usr/sbin/locale-gen")); err != nil {
-		return fmt.Errorf("language %q: locale-gen is not in the image (the locales package is needed)", l.Language)
 	}
 	charset := "UTF-8"
 	if _, cs, ok := strings.Cut(l.Language, "."); ok {

@@ -1,0 +1,104 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	tests := []struct{ typ, opts, want string }{
+		{"nope", `{}`, `unknown stage type "nope"`},
+		{"hostname", `{"hostname":"a","x":1}`, `unknown field "x"`},
+		{"hostname", `{"hostname":""}`, "hostname:"},
+		{"tar", `{"source":"os","filename":"a/b","compression":"xz"}`, "filename:"},
+		{"tar", `{"source":"os","filename":"a","compression":"zip"}`, "compression:"},
+		{"mmdebstrap", `{"suite":"bookworm","packages":["a"],"debs":["xyz"]}`, "debs[0]"},
+		{"files", `{"files":[{"path":"etc","data":"","mode":"0644"}]}`, "files[0].path"},
+		{"files", `{"files":[{"path":"/etc/x","data":"","mode":"999"}]}`, "files[0].mode"},
+		{"timezone", `{"zone":"../../etc/passwd"}`, "zone:"},
+		{"debian-finalize", `{"sources":["rm -rf /"]}`, "sources[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.typ+" "+tt.want, func(t *testing.T) {
+			_, err := New(tt.typ, json.RawMessage(tt.opts))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func fakeTree(t *testing.T) string {
+	t.Helper()
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
+	os.MkdirAll(filepath.Join(tree, "usr/share/zoneinfo/Europe"), 0o755)
+	os.WriteFile(filepath.Join(tree, "usr/share/zoneinfo/Europe/Prague"), []byte("TZif"), 0o644)
+	os.WriteFile(filepath.Join(tree, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "etc/group"), []byte("root:x:0:\nstaff:x:50:\n"), 0o644)
+	return tree
+}
+
+func runStage(t *testing.T, env *Env, typ string, opts any) error {
+	t.Helper()
+	raw, _ := json.Marshal(opts)
+	s, err := New(typ, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Run(context.Background(), env)
+}
+
+func TestTreeStages(t *testing.T) {
+	tree := fakeTree(t)
+	env := &Env{Tree: tree}
+	if err := runStage(t, env, "hostname", Hostname{Hostname: "web1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runStage(t, env, "timezone", Timezone{Zone: "Europe/Prague"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runStage(t, env, "timezone", Timezone{Zone: "Mars/Olympus"}); err == nil || !strings.Contains(err.Error(), "tzdata") {
+		t.Errorf("unknown zone: %v", err)
+	}
+	if err := runStage(t, env, "locale", Locale{Language: "C.UTF-8"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runStage(t, env, "locale", Locale{Language: "de_DE.UTF-8"}); err == nil || !strings.Contains(err.Error(), "locales package") {
+		t.Errorf("locale without locale-gen: %v", err)
+	}
+	// A symlink in the tree must not redirect a write outside it.
+	outside := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(outside, []byte("keep"), 0o644)
+	os.Symlink(outside, filepath.Join(tree, "etc/motd"))
+	files := Files{Files: []FileSpec{
+		{Path: "/etc/motd", Data: "hi\n", Mode: "0640", User: "alice", Group: "staff"},
+		{Path: "/opt/app/conf", Data: "x", Mode: "0600"},
+	}}
+	if err := runStage(t, env, "files", files); err != nil {
+		t.Fatal(err)
+	}
+	if err := runStage(t, env, "files", Files{Files: []FileSpec{{Path: "/etc/x", Mode: "0644", User: "mallory"}}}); err == nil || !strings.Contains(err.Error(), `"mallory" not found`) {
+		t.Errorf("unknown user: %v", err)
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "keep" {
+		t.Error("a write followed a symlink out of the tree")
+	}
+	checks := map[string]string{"etc/hostname": "web1\n", "etc/timezone": "Europe/Prague\n", "etc/default/locale": "LANG=C.UTF-8\n", "etc/motd": "hi\n", "opt/app/conf": "x"}
+	for p, want := range checks {
+		if b, err := os.ReadFile(filepath.Join(tree, p)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", p, b, err, want)
+		}
+	}
+	if l, _ := os.Readlink(filepath.Join(tree, "etc/localtime")); l != "/usr/share/zoneinfo/Europe/Prague" {
+		t.Errorf("/etc/localtime -> %q", l)
+	}
+	st, _ := os.Stat(filepath.Join(tree, "etc/motd"))
+	if st.Mode().Perm() != 0o640 {
+		t.Errorf("motd mode %o", st.Mode().Perm())
+	}
+}
