@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -96,7 +97,7 @@ func ParseDeb822(data []byte) ([]SourceEntry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stanza %d: %w", i+1, err)
 		}
-		if !contains(strings.Fields(f["types"]), "deb") {
+		if !slices.Contains(strings.Fields(f["types"]), "deb") {
 			continue
 		}
 		if strings.EqualFold(f["enabled"], "no") {
@@ -269,12 +270,12 @@ func HostSources(root string) ([]SourceEntry, error) {
 // components, or "".
 func MirrorFor(entries []SourceEntry, suite string, components []string) string {
 	for _, e := range entries {
-		if !contains(e.Suites, suite) {
+		if !slices.Contains(e.Suites, suite) {
 			continue
 		}
 		ok := true
 		for _, c := range components {
-			if !contains(e.Components, c) {
+			if !slices.Contains(e.Components, c) {
 				ok = false
 				break
 			}
@@ -331,13 +332,4 @@ func ParseRepoFlag(s, defSuite string, defComponents []string) (Repo, error) {
 		return Repo{}, fmt.Errorf("--repo %q: %w", s, err)
 	}
 	return r, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

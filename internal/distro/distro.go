@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -116,7 +118,7 @@ func (d *Definition) Packages(t string) []string {
 func (d *Definition) DebArch(arch string) (string, error) {
 	a, ok := d.Architectures[arch]
 	if !ok {
-		return "", &UnknownError{What: "architecture", Name: arch, Valid: sortedKeys(d.Architectures)}
+		return "", &UnknownError{What: "architecture", Name: arch, Valid: slices.Sorted(maps.Keys(d.Architectures))}
 	}
 	return a, nil
 }
@@ -125,7 +127,7 @@ func (d *Definition) DebArch(arch string) (string, error) {
 func (d *Definition) ImageType(name string) (ImageType, error) {
 	it, ok := d.ImageTypes[name]
 	if !ok {
-		return ImageType{}, &UnknownError{What: "image type", Name: name, Valid: sortedKeys(d.ImageTypes)}
+		return ImageType{}, &UnknownError{What: "image type", Name: name, Valid: slices.Sorted(maps.Keys(d.ImageTypes))}
 	}
 	return it, nil
 }
@@ -201,7 +203,7 @@ func (c *Catalog) Get(name string) (*Definition, error) {
 }
 
 // Names lists the distros in the catalog, sorted.
-func (c *Catalog) Names() []string { return sortedKeys(c.defs) }
+func (c *Catalog) Names() []string { return slices.Sorted(maps.Keys(c.defs)) }
 
 // Parse decodes and validates one definition; unknown keys are errors.
 func Parse(data []byte) (*Definition, error) {
@@ -255,10 +257,10 @@ func (d *Definition) Validate() error {
 	if len(d.ImageTypes) == 0 {
 		bad("image_types: at least one required")
 	}
-	for _, name := range sortedKeys(d.ImageTypes) {
+	for _, name := range slices.Sorted(maps.Keys(d.ImageTypes)) {
 		it := d.ImageTypes[name]
 		p := "image_types." + name
-		if !contains(Recipes, it.Recipe) {
+		if !slices.Contains(Recipes, it.Recipe) {
 			bad("%s.recipe: %q is not one of %s", p, it.Recipe, strings.Join(Recipes, ", "))
 		}
 		if it.Export == "" {
@@ -267,7 +269,7 @@ func (d *Definition) Validate() error {
 		if it.Filename == "" || strings.ContainsAny(it.Filename, "/\x00") {
 			bad("%s.filename: %q must be a plain file name", p, it.Filename)
 		}
-		if !contains(BootModes, it.BootMode) {
+		if !slices.Contains(BootModes, it.BootMode) {
 			bad("%s.boot_mode: %q is not one of %s", p, it.BootMode, strings.Join(BootModes, ", "))
 		}
 		if len(it.PackageSets)+len(it.Packages) == 0 {
@@ -296,22 +298,4 @@ func (d *Definition) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

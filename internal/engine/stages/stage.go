@@ -9,7 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -55,7 +56,7 @@ type Env struct {
 func (e *Env) Input(name string) (string, error) {
 	p, ok := e.Inputs[name]
 	if !ok {
-		return "", fmt.Errorf("input pipeline %q is not available (have %s)", name, strings.Join(sortedKeys(e.Inputs), ", "))
+		return "", fmt.Errorf("input pipeline %q is not available (have %s)", name, strings.Join(slices.Sorted(maps.Keys(e.Inputs)), ", "))
 	}
 	return p, nil
 }
@@ -119,16 +120,7 @@ func New(typ string, options json.RawMessage) (Stage, error) {
 }
 
 // Types lists the registered stage types, sorted.
-func Types() []string { return sortedKeys(registry) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func Types() []string { return slices.Sorted(maps.Keys(registry)) }
 
 // InputReader is implemented by stages that read the outputs of earlier
 // pipelines; the engine runs those pipelines first.
