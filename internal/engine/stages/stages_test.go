@@ -102,3 +102,28 @@ func TestTreeStages(t *testing.T) {
 		t.Errorf("motd mode %o", st.Mode().Perm())
 	}
 }
+
+func TestServices(t *testing.T) {
+	tree := fakeTree(t)
+	unitDir := filepath.Join(tree, "usr/lib/systemd/system")
+	os.MkdirAll(unitDir, 0o755)
+	os.WriteFile(filepath.Join(unitDir, "kib-demo.service"), []byte("[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"), 0o644)
+	env := &Env{Tree: tree}
+	if err := runStage(t, env, "services", Services{Enabled: []string{"kib-demo.service"}}); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(tree, "etc/systemd/system/multi-user.target.wants/kib-demo.service")
+	if target, err := os.Readlink(link); err != nil || !strings.HasSuffix(target, "kib-demo.service") {
+		t.Fatalf("enable did not link the unit: %q, %v", target, err)
+	}
+	if err := runStage(t, env, "services", Services{Disabled: []string{"kib-demo.service"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(link); !os.IsNotExist(err) {
+		t.Fatal("disable left the link")
+	}
+	err := runStage(t, env, "services", Services{Enabled: []string{"no-such.service"}})
+	if err == nil || !strings.Contains(err.Error(), `"no-such.service"`) {
+		t.Fatalf("enabling a missing unit: %v", err)
+	}
+}
