@@ -96,7 +96,7 @@ func TestBuildReproducible(t *testing.T) {
 	cache := t.TempDir()
 	mt := generate(t, "tar", cache)
 	mc := generate(t, "container", cache)
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 
 	build := func(st *store.Store, m *manifest.Manifest, out string, client *http.Client) Artifact {
 		t.Helper()
@@ -290,4 +290,12 @@ func copyDir(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testWriter sends log lines to t.Log, shown for failed tests and with -v.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
