@@ -16,7 +16,9 @@ func init() { register[GCETar]("gce-tar") }
 // holding one file, disk.raw, in GNU tar's oldgnu format with sparse
 // entries. Holes are found by reading the data (--hole-detection=raw), not
 // from the file system, and the entry's time, owner and mode are fixed, so
-// the archive is the same on every build.
+// the archive is the same on every build. GNU tar stores a file as sparse
+// only when it uses fewer blocks than its size, which disk images made by
+// kib's stages always do (they are never written with zeros).
 type GCETar struct {
 	// Input names the pipeline holding InputFilename; empty means this
 	// pipeline's output directory.
