@@ -398,7 +398,12 @@ func TestFstab(t *testing.T) {
 	env := newEnv(t)
 	env.Out = ""
 	env.Tree = t.TempDir()
+	os.Mkdir(filepath.Join(env.Tree, "etc"), 0o755)
+	os.Chtimes(filepath.Join(env.Tree, "etc"), time.Time{}, time.Unix(testSDE, 0))
 	runStage(t, env, "fstab", smallDisk(9).Fstab())
+	if fi, _ := os.Stat(filepath.Join(env.Tree, "etc")); fi.ModTime().Unix() != testSDE {
+		t.Errorf("/etc mtime changed to %v", fi.ModTime())
+	}
 	got, err := os.ReadFile(filepath.Join(env.Tree, "etc/fstab"))
 	if err != nil {
 		t.Fatal(err)
@@ -488,4 +493,29 @@ func TestFailureLeavesNothing(t *testing.T) {
 		}
 		assertOnly(t, env.Out)
 	})
+}
+
+func TestExt4ClampsMtimes(t *testing.T) {
+	env := newEnv(t)
+	tree := filepath.Join(t.TempDir(), "tree")
+	makeTree(t, tree)
+	// A customization touched these after the packages went in.
+	future := time.Unix(testSDE+86400, 0)
+	os.WriteFile(filepath.Join(tree, "etc", "with space"), []byte("x"), 0o644)
+	for _, p := range []string{"etc/with space", "etc", "."} {
+		if err := os.Chtimes(filepath.Join(tree, p), time.Time{}, future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.Inputs["os"] = tree
+	h := smallDisk(3)
+	assemble(t, env, h)
+	ext, _ := h.Layout()
+	dev := fmt.Sprintf("%s?offset=%d", filepath.Join(env.Out, h.Filename), ext[2].Start)
+	for _, p := range []string{"/", "/etc", "\"/etc/with space\"", "/etc/hostname"} {
+		st := cmdOut(t, "debugfs", "-R", "stat "+p, dev)
+		if want := fmt.Sprintf("mtime: 0x%08x:00000000", testSDE); !strings.Contains(st, want) {
+			t.Errorf("stat %s: want %q in\n%s", p, want, st)
+		}
+	}
 }

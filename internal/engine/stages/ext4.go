@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,7 +32,9 @@ var mke2fsConf []byte
 // mke2fs copies those from the source files, and ctime cannot be set on the
 // source, so without this two extractions of the same tree give different
 // images. Superblock times and crtimes come from E2FSPROGS_FAKE_TIME; mtimes
-// are copied from the tree as they are.
+// are copied from the tree, clamped to SOURCE_DATE_EPOCH (a directory that a
+// customization touched after the packages were installed would otherwise
+// carry the build's time).
 type Ext4 struct {
 	// Filename is the disk file in the output directory (made by gpt).
 	Filename string `json:"filename"`
@@ -103,6 +106,9 @@ func (o *Ext4) Run(ctx context.Context, env *Env) error {
 			return fmt.Errorf("ext4: %w", err)
 		}
 		var script bytes.Buffer
+		if err := clampScript(&script, src, env.SourceDateEpoch); err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
 		for _, ino := range used {
 			fmt.Fprintf(&script, "sif <%d> atime @%d\nsif <%d> ctime @%d\n", ino, env.SourceDateEpoch, ino, env.SourceDateEpoch)
 		}
@@ -127,6 +133,36 @@ func (o *Ext4) Run(ctx context.Context, env *Env) error {
 		}
 		log.Info("ext4: inode times normalized", "inodes", len(used))
 		return nil
+	})
+}
+
+// clampScript writes debugfs commands setting the mtime of every entry of
+// the tree newer than sde to sde.
+func clampScript(w io.Writer, root string, sde int64) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().Unix() <= sde {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		name := "/" + filepath.ToSlash(rel)
+		if rel == "." {
+			name = "/"
+		}
+		if strings.ContainsAny(name, "\"\n\\") {
+			return fmt.Errorf("cannot clamp the mtime of %q: the name has a quote, backslash or newline", name)
+		}
+		_, err = fmt.Fprintf(w, "sif \"%s\" mtime @%d\n", name, sde)
+		return err
 	})
 }
 

@@ -99,6 +99,12 @@ func (o *Fstab) Run(ctx context.Context, env *Env) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("fstab: %w", err)
 	}
+	// Keep /etc's times: writing a file in it must not stamp it with now.
+	dirInfo, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("fstab: %w", err)
+	}
+	defer os.Chtimes(dir, time.Time{}, dirInfo.ModTime())
 	tmp := filepath.Join(dir, ".fstab.kib-tmp")
 	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("fstab: %w", err)
