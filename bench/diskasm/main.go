@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/kib-project/kib/internal/boottest"
 	"github.com/kib-project/kib/internal/engine/stages"
 )
 
@@ -21,6 +24,7 @@ func main() {
 	sizeMiB := flag.Uint64("size", 2048, "disk size in MiB")
 	seed := flag.Int64("seed", 1, "seed for every identifier")
 	sde := flag.Int64("sde", 1716163200, "SOURCE_DATE_EPOCH")
+	boot := flag.String("boot", "", "after assembly, boot the qcow2 with these firmwares (comma-separated: bios,uefi) and print the times")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -28,11 +32,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "diskasm:", err)
 		os.Exit(1)
 	}
+	if *boot != "" {
+		if err := bootAll(ctx, filepath.Join(*out, "disk.qcow2"), *boot); err != nil {
+			fmt.Fprintln(os.Stderr, "diskasm:", err)
+			os.Exit(1)
+		}
+	}
 }
 
 func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64) error {
 	if tree == "" || out == "" {
 		return fmt.Errorf("-tree and -out are required")
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
 	}
 	work, err := os.MkdirTemp(out, ".work-")
 	if err != nil {
@@ -59,5 +72,27 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64)
 	}
 	fmt.Printf("TOTAL %-10s %7.3fs\n", "kib", time.Since(total).Seconds())
 	fmt.Printf("ROOT_UUID %s\n", h.RootUUID())
+	return nil
+}
+
+// bootAll boots image once per firmware and prints the times.
+func bootAll(ctx context.Context, image, firmwares string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	for _, name := range strings.Split(firmwares, ",") {
+		fw := boottest.BIOS
+		switch name {
+		case "bios":
+		case "uefi":
+			fw = boottest.UEFI
+		default:
+			return fmt.Errorf("-boot: unknown firmware %q (want bios or uefi)", name)
+		}
+		res, err := boottest.Boot(ctx, boottest.Options{Image: image, Format: "qcow2", Firmware: fw, Log: log})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("BOOT %-4s login_prompt %6.1fs shell %6.1fs poweroff %6.1fs state %s failed %d\n", name,
+			res.LoginPrompt.Seconds(), res.Shell.Seconds(), res.PowerOff.Seconds(), res.SystemState, len(res.FailedUnits))
+	}
 	return nil
 }
