@@ -193,7 +193,12 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	stdinR, stdinW := io.Pipe()
+	// An OS pipe, not io.Pipe: exec hands it to qemu directly, so no copying
+	// goroutine outlives qemu waiting for input.
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("boot: %w", err)
+	}
 	con := &console{notify: make(chan struct{}, 1), tee: opts.Console}
 	done := make(chan struct{})
 	var runErr error

@@ -242,8 +242,8 @@ type Extent struct {
 // to 1 MiB. A size of 0, allowed only for the last partition, takes the rest
 // of the disk up to the backup GPT, rounded down to 1 MiB.
 func LayoutPartitions(diskSize uint64, sizes []uint64) ([]Extent, error) {
-	if diskSize%MiB != 0 {
-		return nil, optErr("size", "must be a multiple of 1 MiB, got %d", diskSize)
+	if diskSize < 2*MiB || diskSize%MiB != 0 {
+		return nil, optErr("size", "must be a multiple of 1 MiB and at least 2 MiB, got %d", diskSize)
 	}
 	out := make([]Extent, len(sizes))
 	pos := uint64(MiB)

@@ -199,6 +199,7 @@ func TestLayoutPartitions(t *testing.T) {
 		{"fill not last", 64 * MiB, []uint64{0, MiB}, nil, true},
 		{"too small", 4 * MiB, []uint64{MiB, 8 * MiB}, nil, true},
 		{"disk not MiB", 4*MiB + 1, []uint64{MiB}, nil, true},
+		{"empty disk", 0, []uint64{0}, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
