@@ -519,3 +519,30 @@ func TestExt4ClampsMtimes(t *testing.T) {
 		}
 	}
 }
+
+func TestSystemdBoot(t *testing.T) {
+	env, h, disk := assembled(t, 6)
+	ext, _ := h.Layout()
+	runStage(t, env, "systemd-boot", &SystemdBoot{Filename: h.Filename, ESPOffset: ext[1].Start, Title: "Debian (kib)",
+		GrubConfig: GrubConfig{Source: "os", RootUUID: h.RootUUID(), KernelOptions: "ro console=ttyS0,115200"}})
+	img := fatImage(disk, ext[1].Start)
+	list := cmdOut(t, "mdir", "-/", "-b", "-i", img, "::/")
+	for _, want := range []string{"::/EFI/BOOT/BOOTX64.EFI", "::/EFI/systemd/systemd-bootx64.efi", "::/loader/loader.conf",
+		"::/loader/entries/kib.conf", "::/kib/vmlinuz", "::/kib/initrd.img"} {
+		if !strings.Contains(list, want+"\n") {
+			t.Errorf("ESP lacks %s:\n%s", want, list)
+		}
+	}
+	entry := cmdOut(t, "mtype", "-i", img, "::/loader/entries/kib.conf")
+	if want := "title Debian (kib)\nlinux /kib/vmlinuz\ninitrd /kib/initrd.img\noptions root=UUID=" + h.RootUUID() + " ro console=ttyS0,115200\n"; entry != want {
+		t.Errorf("entry:\n%s\nwant:\n%s", entry, want)
+	}
+	kernel, _ := os.ReadFile(filepath.Join(env.Inputs["os"], "boot/vmlinuz-6.1.0-1-amd64"))
+	if got := cmdOut(t, "mtype", "-i", img, "::/kib/vmlinuz"); got != string(kernel) {
+		t.Error("kernel in the ESP differs from the tree's")
+	}
+	sdboot, _ := os.ReadFile("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+	if got := cmdOut(t, "mtype", "-i", img, "::/EFI/BOOT/BOOTX64.EFI"); got != string(sdboot) {
+		t.Error("BOOTX64.EFI is not systemd-boot")
+	}
+}

@@ -274,6 +274,8 @@ func TestOptionsRejected(t *testing.T) {
 		{"grub-efi", `{"filename":"d","esp_offset":512,"source":"os","root_uuid":"` + uuid + `","kernel_options":"a;reboot"}`, "kernel_options"},
 		{"grub-efi", `{"filename":"d","esp_offset":0,"source":"os","root_uuid":"` + uuid + `"}`, "esp_offset"},
 		{"grub-bios", `{"filename":"d","offset":1048576,"size":1048576,"source":"os","root_uuid":"` + uuid + `","kernel":"vmlinuz"}`, "kernel"},
+		{"systemd-boot", `{"filename":"d","esp_offset":512,"source":"os","root_uuid":"` + uuid + `","title":"a\nb"}`, "title"},
+		{"systemd-boot", `{"filename":"d","esp_offset":512,"source":"os","root_uuid":"x"}`, "root_uuid"},
 		{"qemu-img", `{"input_filename":"d","filename":"e","format":"vmdk"}`, "format"},
 		{"qemu-img", `{"input_filename":"d","filename":"e","format":"vpc"}`, "uuid"},
 		{"qemu-img", `{"input_filename":"d","filename":"d","format":"qcow2"}`, "filename"},

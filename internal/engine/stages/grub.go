@@ -86,10 +86,16 @@ func (c *GrubConfig) check(env *Env) error {
 	return nil
 }
 
+// kernelCmdline returns the root's UUID and the kernel command line.
+func (c *GrubConfig) kernelCmdline() (uuid, cmdline string) {
+	uuid = strings.ToLower(c.RootUUID)
+	return uuid, strings.TrimSpace("root=UUID=" + uuid + " " + c.KernelOptions)
+}
+
 // config returns the embedded GRUB configuration.
 func (c *GrubConfig) config() string {
 	kernel, initrd := c.paths()
-	cmdline := strings.TrimSpace("root=UUID=" + strings.ToLower(c.RootUUID) + " " + c.KernelOptions)
+	_, cmdline := c.kernelCmdline()
 	return strings.Join([]string{
 		"serial --unit=0 --speed=115200",
 		"terminal_input serial console",
