@@ -162,9 +162,13 @@ func (c *console) waitFor(ctx context.Context, done <-chan struct{}, from int, r
 }
 
 var (
-	loginRE  = regexp.MustCompile(`(?m)^\S* ?login: *$`)
-	afterRE  = regexp.MustCompile(`(?m)(Password: *$|[#$] *$|Login incorrect)`)
-	promptRE = regexp.MustCompile(`[#$] *$`)
+	loginRE = regexp.MustCompile(`(?m)^\S* ?login: *$`)
+	// afterRE matches what follows the user name: a password prompt, a
+	// failure, or a shell prompt: Debian's "user@host:dir# ", or any line
+	// ending in "# " or "$ ". Kernel messages may follow a prompt on the
+	// same line, so the first two need no end of line.
+	afterRE  = regexp.MustCompile(`(?m)(Password: |Login incorrect|^[^\s@]+@[^\s:]+:\S*[#$] |[#$] *$)`)
+	promptRE = regexp.MustCompile(`(?m)(^[^\s@]+@[^\s:]+:\S*[#$] |[#$] *$)`)
 	reportRE = regexp.MustCompile(`(?s)KIB-STATE\r?\n(.*?)\r?\nKIB-FAILED\r?\n(.*?)KIB-END`)
 )
 
@@ -222,8 +226,12 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 			return res, &TimeoutError{Stage: stage, Elapsed: el}
 		}
 		log.Error("boot: failed", "waiting_for", stage, "elapsed", el.Round(time.Millisecond), "err", err)
-		if runErr != nil {
-			err = fmt.Errorf("%w: %w", err, runErr)
+		select {
+		case <-done: // runErr is set once done is closed
+			if runErr != nil {
+				err = fmt.Errorf("%w: %w", err, runErr)
+			}
+		default:
 		}
 		return res, fmt.Errorf("boot: waiting for %s: %w", stage, err)
 	}
