@@ -162,7 +162,7 @@ func (c *console) waitFor(ctx context.Context, done <-chan struct{}, from int, r
 }
 
 var (
-	loginRE = regexp.MustCompile(`(?m)^\S* ?login: *$`)
+	loginRE = regexp.MustCompile(`(?m)^\S+ login: `)
 	// afterRE matches what follows the user name: a password prompt, a
 	// failure, or a shell prompt: Debian's "user@host:dir# ", or any line
 	// ending in "# " or "$ ". Kernel messages may follow a prompt on the
