@@ -266,3 +266,17 @@ func LayoutPartitions(diskSize uint64, sizes []uint64) ([]Extent, error) {
 	}
 	return out, nil
 }
+
+// writeScratch writes data to name in the stage's scratch directory
+// (env.Work, which the engine creates per pipeline).
+func writeScratch(env *Env, name string, data []byte) (string, error) {
+	dir := env.Work
+	if dir == "" {
+		return "", errors.New("env.Work (scratch directory) is not set")
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		return "", err
+	}
+	return p, nil
+}

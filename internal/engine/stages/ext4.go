@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -240,18 +239,4 @@ func parseUsedInodes(out []byte) ([]uint64, error) {
 		return nil, errors.New("dumpe2fs: no groups in output")
 	}
 	return used, nil
-}
-
-// writeScratch writes data to name in the stage's scratch directory
-// (env.Work, or the output directory's parent when unset).
-func writeScratch(env *Env, name string, data []byte) (string, error) {
-	dir := env.Work
-	if dir == "" {
-		return "", errors.New("env.Work (scratch directory) is not set")
-	}
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		return "", err
-	}
-	return p, nil
 }
