@@ -36,6 +36,8 @@ var packages = map[string]string{
 	"mmd":                "mtools",
 	"mcopy":              "mtools",
 	"grub-mkstandalone":  "grub2-common",
+	"grub-mkimage":       "grub-common",
+	"mdir":               "mtools",
 	"qemu-img":           "qemu-utils",
 	"qemu-system-x86_64": "qemu-system-x86",
 	"systemctl":          "systemd",

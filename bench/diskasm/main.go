@@ -1,0 +1,98 @@
+// Command diskasm assembles a hybrid BIOS+UEFI qcow2 from a root tree with
+// kib's disk stages and prints the time each stage took. bench/disk.sh runs
+// it next to a plain shell pipeline of the same tools.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kib-project/kib/internal/boottest"
+	"github.com/kib-project/kib/internal/engine/stages"
+)
+
+func main() {
+	tree := flag.String("tree", "", "root tree directory")
+	out := flag.String("out", "", "output directory (raw and qcow2 go here)")
+	sizeMiB := flag.Uint64("size", 2048, "disk size in MiB")
+	seed := flag.Int64("seed", 1, "seed for every identifier")
+	sde := flag.Int64("sde", 1716163200, "SOURCE_DATE_EPOCH")
+	boot := flag.String("boot", "", "after assembly, boot the qcow2 with these firmwares (comma-separated: bios,uefi) and print the times")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *tree, *out, *sizeMiB, *seed, *sde); err != nil {
+		fmt.Fprintln(os.Stderr, "diskasm:", err)
+		os.Exit(1)
+	}
+	if *boot != "" {
+		if err := bootAll(ctx, filepath.Join(*out, "disk.qcow2"), *boot); err != nil {
+			fmt.Fprintln(os.Stderr, "diskasm:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64) error {
+	if tree == "" || out == "" {
+		return fmt.Errorf("-tree and -out are required")
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(out, ".work-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	env := &stages.Env{Out: out, Work: work, Inputs: map[string]string{"os": tree},
+		SourceDateEpoch: sde, Seed: seed, Arch: "amd64",
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	h := stages.HybridDisk{Filename: "disk.raw", Size: sizeMiB * stages.MiB, Seed: seed, Source: "os",
+		KernelOptions: "ro console=tty0 console=ttyS0,115200"}
+	plan, err := h.Plan()
+	if err != nil {
+		return err
+	}
+	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{InputFilename: "disk.raw", Filename: "disk.qcow2", Format: "qcow2"}})
+	total := time.Now()
+	for _, s := range plan {
+		t := time.Now()
+		if err := s.Options.Run(ctx, env); err != nil {
+			return fmt.Errorf("%s: %w", s.Type, err)
+		}
+		fmt.Printf("STAGE %-10s %7.3fs\n", s.Type, time.Since(t).Seconds())
+	}
+	fmt.Printf("TOTAL %-10s %7.3fs\n", "kib", time.Since(total).Seconds())
+	fmt.Printf("ROOT_UUID %s\n", h.RootUUID())
+	return nil
+}
+
+// bootAll boots image once per firmware and prints the times.
+func bootAll(ctx context.Context, image, firmwares string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	for _, name := range strings.Split(firmwares, ",") {
+		fw := boottest.BIOS
+		switch name {
+		case "bios":
+		case "uefi":
+			fw = boottest.UEFI
+		default:
+			return fmt.Errorf("-boot: unknown firmware %q (want bios or uefi)", name)
+		}
+		res, err := boottest.Boot(ctx, boottest.Options{Image: image, Format: "qcow2", Firmware: fw, Log: log})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("BOOT %-4s login_prompt %6.1fs shell %6.1fs poweroff %6.1fs state %s failed %d\n", name,
+			res.LoginPrompt.Seconds(), res.Shell.Seconds(), res.PowerOff.Seconds(), res.SystemState, len(res.FailedUnits))
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+package stages
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/kib-project/kib/internal/hostcmd"
+)
+
+func init() { register[Ext4]("ext4") }
+
+// mke2fsConf pins mke2fs's defaults (Debian 12's /etc/mke2fs.conf) so the
+// host's configuration cannot change the file system.
+//
+//go:embed mke2fs.conf
+var mke2fsConf []byte
+
+// Ext4 makes an ext4 file system from an input tree directly inside a
+// partition of the disk file (mkfs.ext4 -d with -E offset=, no copy), then
+// sets every used inode's atime and ctime to SOURCE_DATE_EPOCH with debugfs.
+// mke2fs copies those from the source files, and ctime cannot be set on the
+// source, so without this two extractions of the same tree give different
+// images. Superblock times and crtimes come from E2FSPROGS_FAKE_TIME; mtimes
+// are copied from the tree, clamped to SOURCE_DATE_EPOCH (a directory that a
+// customization touched after the packages were installed would otherwise
+// carry the build's time).
+type Ext4 struct {
+	// Filename is the disk file in the output directory (made by gpt).
+	Filename string `json:"filename"`
+	// Source names the tree pipeline whose root becomes the file system.
+	Source string `json:"source"`
+	// Offset and Size are the partition's byte range, multiples of 4096.
+	Offset uint64 `json:"offset"`
+	Size   uint64 `json:"size"`
+	// UUID is the file system UUID; HashSeed the directory hash seed (a UUID).
+	UUID     string `json:"uuid"`
+	HashSeed string `json:"hash_seed"`
+	// Label is the volume label, at most 16 bytes.
+	Label string `json:"label,omitempty"`
+}
+
+// Validate checks the options.
+func (o *Ext4) Validate() error {
+	if err := checkFilename("filename", o.Filename); err != nil {
+		return err
+	}
+	if err := checkPipelineName("source", o.Source, true); err != nil {
+		return err
+	}
+	if err := checkExtent("", o.Offset, o.Size, 4096); err != nil {
+		return err
+	}
+	if err := checkUUID("uuid", o.UUID); err != nil {
+		return err
+	}
+	if err := checkUUID("hash_seed", o.HashSeed); err != nil {
+		return err
+	}
+	if len(o.Label) > 16 || strings.ContainsAny(o.Label, "\x00\n") {
+		return optErr("label", "must be at most 16 bytes without NUL or newline, got %q", o.Label)
+	}
+	return nil
+}
+
+// Run makes the file system and normalizes the inode times.
+func (o *Ext4) Run(ctx context.Context, env *Env) error {
+	src, err := env.Input(o.Source)
+	if err != nil {
+		return fmt.Errorf("ext4: source: %w", err)
+	}
+	disk, err := diskPath(env, o.Filename, o.Offset, o.Size)
+	if err != nil {
+		return fmt.Errorf("ext4: %w", err)
+	}
+	conf, err := writeScratch(env, "mke2fs.conf", mke2fsConf)
+	if err != nil {
+		return fmt.Errorf("ext4: %w", err)
+	}
+	log := logger(env)
+	extra := []string{"MKE2FS_CONFIG=" + conf, fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", env.SourceDateEpoch)}
+	return inPlace(disk, func(disk string) error {
+		log.Info("ext4: making file system", "source", o.Source, "offset", o.Offset, "size", o.Size, "uuid", o.UUID)
+		args := []string{"-q", "-F", "-t", "ext4", "-b", "4096", "-U", o.UUID,
+			"-E", fmt.Sprintf("hash_seed=%s,root_owner=0:0,offset=%d,nodiscard", o.HashSeed, o.Offset)}
+		if o.Label != "" {
+			args = append(args, "-L", o.Label)
+		}
+		args = append(args, "-d", src, disk, fmt.Sprintf("%dk", o.Size/1024))
+		if _, err := run(ctx, env, hostcmd.Cmd{Path: "mkfs.ext4", Args: args, Env: extra}); err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
+		dev := fmt.Sprintf("%s?offset=%d", disk, o.Offset)
+		used, err := usedInodes(ctx, env, dev)
+		if err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
+		var script bytes.Buffer
+		if err := clampScript(&script, src, env.SourceDateEpoch); err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
+		for _, ino := range used {
+			fmt.Fprintf(&script, "sif <%d> atime @%d\nsif <%d> ctime @%d\n", ino, env.SourceDateEpoch, ino, env.SourceDateEpoch)
+		}
+		scriptPath, err := writeScratch(env, "ext4-times.debugfs", script.Bytes())
+		if err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
+		var stderr bytes.Buffer
+		logw := io.Writer(&stderr)
+		if env.ToolLog != nil {
+			logw = io.MultiWriter(&stderr, env.ToolLog)
+		}
+		if _, err := run(ctx, env, hostcmd.Cmd{Path: "debugfs", Args: []string{"-w", "-f", scriptPath, dev},
+			Env: extra, Stdout: io.Discard, Log: logw}); err != nil {
+			return fmt.Errorf("ext4: normalizing inode times: %w", err)
+		}
+		// debugfs exits 0 even when a command fails; it reports on stderr.
+		for line := range strings.Lines(stderr.String()) {
+			if !strings.HasPrefix(line, "debugfs ") {
+				return fmt.Errorf("ext4: normalizing inode times: debugfs: %s", strings.TrimSpace(line))
+			}
+		}
+		log.Info("ext4: inode times normalized", "inodes", len(used))
+		return nil
+	})
+}
+
+// clampScript writes debugfs commands setting the mtime of every entry of
+// the tree newer than sde to sde.
+func clampScript(w io.Writer, root string, sde int64) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().Unix() <= sde {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		name := "/" + filepath.ToSlash(rel)
+		if rel == "." {
+			name = "/"
+		}
+		if strings.ContainsAny(name, "\"\n\\") {
+			return fmt.Errorf("cannot clamp the mtime of %q: the name has a quote, backslash or newline", name)
+		}
+		_, err = fmt.Fprintf(w, "sif \"%s\" mtime @%d\n", name, sde)
+		return err
+	})
+}
+
+// usedInodes lists the inode numbers in use, read from dumpe2fs's per-group
+// free inode ranges.
+func usedInodes(ctx context.Context, env *Env, dev string) ([]uint64, error) {
+	out, err := run(ctx, env, hostcmd.Cmd{Path: "dumpe2fs", Args: []string{dev}})
+	if err != nil {
+		return nil, err
+	}
+	return parseUsedInodes(out)
+}
+
+var groupLineRE = regexp.MustCompile(`^Group [0-9]+:`)
+
+func parseUsedInodes(out []byte) ([]uint64, error) {
+	var perGroup uint64
+	var used []uint64
+	group := -1
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<26)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "Inodes per group:"):
+			n, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(line, "Inodes per group:")), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("dumpe2fs: %q: %w", line, err)
+			}
+			perGroup = n
+		case groupLineRE.MatchString(line):
+			group++
+		case strings.HasPrefix(strings.TrimSpace(line), "Free inodes:") && group >= 0:
+			if perGroup == 0 {
+				return nil, errors.New("dumpe2fs: no \"Inodes per group\" before the groups")
+			}
+			first := uint64(group)*perGroup + 1
+			last := first + perGroup - 1
+			free := map[uint64]bool{}
+			list := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "Free inodes:"))
+			for r := range strings.SplitSeq(list, ",") {
+				r = strings.TrimSpace(r)
+				if r == "" {
+					continue
+				}
+				lo, hi, isRange := strings.Cut(r, "-")
+				a, err := strconv.ParseUint(lo, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("dumpe2fs: %q: %w", line, err)
+				}
+				b := a
+				if isRange {
+					if b, err = strconv.ParseUint(hi, 10, 64); err != nil {
+						return nil, fmt.Errorf("dumpe2fs: %q: %w", line, err)
+					}
+				}
+				if a < first || b > last || a > b {
+					return nil, fmt.Errorf("dumpe2fs: free range %q outside group %d (%d-%d)", r, group, first, last)
+				}
+				for i := a; i <= b; i++ {
+					free[i] = true
+				}
+			}
+			for i := first; i <= last; i++ {
+				if !free[i] {
+					used = append(used, i)
+				}
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if group < 0 {
+		return nil, errors.New("dumpe2fs: no groups in output")
+	}
+	return used, nil
+}

@@ -1,0 +1,216 @@
+package stages
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/kib-project/kib/internal/hostcmd"
+)
+
+func init() { register[QemuImg]("qemu-img") }
+
+// QemuImg converts a raw disk file to qcow2 or to a fixed-size VHD (qemu's
+// "vpc" format) with qemu-img. A VHD's virtual size is the raw size rounded
+// up to 1 MiB, as Azure requires, and its footer's time stamp and UUID
+// (which qemu-img fills from the clock and at random) are set from
+// SOURCE_DATE_EPOCH and UUID, so the file is the same on every build.
+type QemuImg struct {
+	// Input names the pipeline holding InputFilename; empty means this
+	// pipeline's output directory.
+	Input         string `json:"input,omitempty"`
+	InputFilename string `json:"input_filename"`
+	// Filename is the file to write in the output directory.
+	Filename string `json:"filename"`
+	// Format is "qcow2" or "vpc".
+	Format string `json:"format"`
+	// Compress compresses qcow2 clusters (zlib); much slower.
+	Compress bool `json:"compress,omitempty"`
+	// UUID is the VHD footer's UUID; required for vpc, unused otherwise.
+	UUID string `json:"uuid,omitempty"`
+}
+
+// Validate checks the options.
+func (o *QemuImg) Validate() error {
+	if err := checkPipelineName("input", o.Input, false); err != nil {
+		return err
+	}
+	if err := checkFilename("input_filename", o.InputFilename); err != nil {
+		return err
+	}
+	if err := checkFilename("filename", o.Filename); err != nil {
+		return err
+	}
+	if o.Input == "" && o.InputFilename == o.Filename {
+		return optErr("filename", "must differ from input_filename when both are in this pipeline")
+	}
+	switch o.Format {
+	case "qcow2":
+		if o.UUID != "" {
+			return optErr("uuid", "is only for format vpc")
+		}
+	case "vpc":
+		if o.Compress {
+			return optErr("compress", "is only for format qcow2")
+		}
+		return checkUUID("uuid", o.UUID)
+	default:
+		return optErr("format", "must be qcow2 or vpc, got %q", o.Format)
+	}
+	return nil
+}
+
+// Run converts the file.
+func (o *QemuImg) Run(ctx context.Context, env *Env) error {
+	in, err := inputFile(env, o.Input, o.InputFilename)
+	if err != nil {
+		return fmt.Errorf("qemu-img: %w", err)
+	}
+	logger(env).Info("qemu-img: converting", "input", o.InputFilename, "format", o.Format, "output", o.Filename)
+	return createAtomic(env.Out, o.Filename, func(f *os.File) error {
+		switch o.Format {
+		case "qcow2":
+			args := []string{"convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1"}
+			if o.Compress {
+				args = append(args, "-c")
+			}
+			if _, err := run(ctx, env, hostcmd.Cmd{Path: "qemu-img", Args: append(args, in, f.Name())}); err != nil {
+				return fmt.Errorf("qemu-img: %w", err)
+			}
+			return nil
+		default:
+			return o.vpc(ctx, env, in, f)
+		}
+	})
+}
+
+func (o *QemuImg) vpc(ctx context.Context, env *Env, in string, f *os.File) error {
+	fi, err := os.Stat(in)
+	if err != nil {
+		return fmt.Errorf("qemu-img: %w", err)
+	}
+	size := (uint64(fi.Size()) + MiB - 1) / MiB * MiB
+	if _, err := run(ctx, env, hostcmd.Cmd{Path: "qemu-img", Args: []string{"create", "-q", "-f", "vpc",
+		"-o", "subformat=fixed,force_size=on", f.Name(), fmt.Sprint(size)}}); err != nil {
+		return fmt.Errorf("qemu-img: %w", err)
+	}
+	if _, err := run(ctx, env, hostcmd.Cmd{Path: "qemu-img", Args: []string{"convert", "-n", "-f", "raw", "-O", "vpc", in, f.Name()}}); err != nil {
+		return fmt.Errorf("qemu-img: %w", err)
+	}
+	if err := fixVHDFooter(f, env.SourceDateEpoch, o.UUID); err != nil {
+		return fmt.Errorf("qemu-img: %w", err)
+	}
+	return nil
+}
+
+// VHDFooter is the 512-byte footer of a VHD file (Microsoft's "Virtual Hard
+// Disk Image Format Specification"), fields as stored (big-endian).
+type VHDFooter struct {
+	Cookie         [8]byte
+	Features       uint32
+	Version        uint32
+	DataOffset     uint64
+	Timestamp      uint32 // seconds since 2000-01-01 00:00:00 UTC
+	CreatorApp     [4]byte
+	CreatorVersion uint32
+	CreatorHostOS  [4]byte
+	OriginalSize   uint64
+	CurrentSize    uint64
+	Cylinders      uint16
+	Heads          uint8
+	SectorsPerTrk  uint8
+	DiskType       uint32 // 2 fixed, 3 dynamic, 4 differencing
+	Checksum       uint32
+	UUID           [16]byte
+	SavedState     uint8
+	Reserved       [427]byte
+}
+
+// VHD disk types.
+const (
+	VHDFixed   = 2
+	VHDDynamic = 3
+)
+
+// vhdEpoch is 2000-01-01 00:00:00 UTC in Unix time.
+const vhdEpoch = 946684800
+
+// ReadVHDFooter reads and checks the footer at the end of a VHD file: the
+// cookie and the checksum.
+func ReadVHDFooter(f interface {
+	ReadAt([]byte, int64) (int, error)
+	Stat() (os.FileInfo, error)
+}) (*VHDFooter, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() < SectorSize {
+		return nil, fmt.Errorf("vhd: file of %d bytes has no footer", fi.Size())
+	}
+	buf := make([]byte, SectorSize)
+	if _, err := f.ReadAt(buf, fi.Size()-SectorSize); err != nil {
+		return nil, fmt.Errorf("vhd: reading footer: %w", err)
+	}
+	var ft VHDFooter
+	if _, err := binary.Decode(buf, binary.BigEndian, &ft); err != nil {
+		return nil, fmt.Errorf("vhd: decoding footer: %w", err)
+	}
+	if string(ft.Cookie[:]) != "conectix" {
+		return nil, fmt.Errorf("vhd: footer cookie is %q, want \"conectix\"", ft.Cookie[:])
+	}
+	if want := vhdChecksum(buf); ft.Checksum != want {
+		return nil, fmt.Errorf("vhd: footer checksum 0x%08x, want 0x%08x", ft.Checksum, want)
+	}
+	return &ft, nil
+}
+
+// vhdChecksum is the one's complement of the sum of the footer's bytes,
+// the checksum field (64..67) excluded.
+func vhdChecksum(footer []byte) uint32 {
+	var sum uint32
+	for i, b := range footer {
+		if i >= 64 && i < 68 {
+			continue
+		}
+		sum += uint32(b)
+	}
+	return ^sum
+}
+
+// fixVHDFooter sets a fixed VHD's footer time stamp and UUID and recomputes
+// its checksum.
+func fixVHDFooter(f *os.File, sde int64, uuid string) error {
+	ft, err := ReadVHDFooter(f)
+	if err != nil {
+		return err
+	}
+	if ft.DiskType != VHDFixed {
+		return fmt.Errorf("vhd: disk type %d, want fixed (%d)", ft.DiskType, VHDFixed)
+	}
+	id, err := hex.DecodeString(strings.ReplaceAll(uuid, "-", ""))
+	if err != nil || len(id) != 16 {
+		return errors.New("vhd: bad uuid")
+	}
+	ts := max(sde-vhdEpoch, 0)
+	ft.Timestamp = uint32(min(ts, int64(^uint32(0))))
+	copy(ft.UUID[:], id)
+	ft.Checksum = 0
+	buf, err := binary.Append(nil, binary.BigEndian, ft)
+	if err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint32(buf[64:], vhdChecksum(buf))
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(buf, fi.Size()-SectorSize); err != nil {
+		return fmt.Errorf("vhd: writing footer: %w", err)
+	}
+	return nil
+}

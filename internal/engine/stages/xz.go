@@ -1,0 +1,78 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/kib-project/kib/internal/hostcmd"
+)
+
+func init() { register[XZ]("xz") }
+
+// XZ compresses a file with xz. It always uses xz's multi-threaded mode with
+// a fixed block size (--threads=+N --block-size=B), whose output does not
+// depend on the number of threads, so builds on machines with different core
+// counts give the same file.
+type XZ struct {
+	// Input names the pipeline holding InputFilename; empty means this
+	// pipeline's output directory.
+	Input         string `json:"input,omitempty"`
+	InputFilename string `json:"input_filename"`
+	// Filename is the file to write in the output directory.
+	Filename string `json:"filename"`
+	// Level is the preset, 1 to 9; 0 means 6 (xz's default).
+	Level int `json:"level,omitempty"`
+	// BlockSize is the size of independently compressed blocks in bytes; 0
+	// means 24 MiB (xz's default for level 6).
+	BlockSize uint64 `json:"block_size,omitempty"`
+}
+
+// Validate checks the options.
+func (o *XZ) Validate() error {
+	if err := checkPipelineName("input", o.Input, false); err != nil {
+		return err
+	}
+	if err := checkFilename("input_filename", o.InputFilename); err != nil {
+		return err
+	}
+	if err := checkFilename("filename", o.Filename); err != nil {
+		return err
+	}
+	if o.Input == "" && o.InputFilename == o.Filename {
+		return optErr("filename", "must differ from input_filename when both are in this pipeline")
+	}
+	if o.Level < 0 || o.Level > 9 {
+		return optErr("level", "must be 1 to 9 (0 for the default 6), got %d", o.Level)
+	}
+	if o.BlockSize != 0 && o.BlockSize < 4096 {
+		return optErr("block_size", "must be at least 4096 bytes (0 for the default), got %d", o.BlockSize)
+	}
+	return nil
+}
+
+// Run compresses the file.
+func (o *XZ) Run(ctx context.Context, env *Env) error {
+	in, err := inputFile(env, o.Input, o.InputFilename)
+	if err != nil {
+		return fmt.Errorf("xz: %w", err)
+	}
+	level, block := o.Level, o.BlockSize
+	if level == 0 {
+		level = 6
+	}
+	if block == 0 {
+		block = 24 * MiB
+	}
+	logger(env).Info("xz: compressing", "input", o.InputFilename, "output", o.Filename, "level", level)
+	return createAtomic(env.Out, o.Filename, func(f *os.File) error {
+		_, err := run(ctx, env, hostcmd.Cmd{Path: "xz", Stdout: f, Args: []string{
+			"--compress", "--stdout", "--keep", fmt.Sprintf("-%d", level),
+			fmt.Sprintf("--threads=+%d", runtime.NumCPU()), fmt.Sprintf("--block-size=%d", block), in}})
+		if err != nil {
+			return fmt.Errorf("xz: %w", err)
+		}
+		return f.Sync()
+	})
+}
