@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/kib-project/kib/internal/hostcmd"
@@ -139,7 +141,7 @@ func mcopyFiles(ctx context.Context, env *Env, disk string, offset uint64, files
 		return err
 	}
 	var mkdirs []string
-	for _, dst := range sortedKeys(files) {
+	for _, dst := range slices.Sorted(maps.Keys(files)) {
 		parts := strings.Split(strings.Trim(dst, "/"), "/")
 		for i := 1; i < len(parts); i++ {
 			dir := "/" + strings.Join(parts[:i], "/")
@@ -154,7 +156,7 @@ func mcopyFiles(ctx context.Context, env *Env, disk string, offset uint64, files
 			return err
 		}
 	}
-	for _, dst := range sortedKeys(files) {
+	for _, dst := range slices.Sorted(maps.Keys(files)) {
 		if _, err := run(ctx, env, hostcmd.Cmd{Path: "mcopy", Args: []string{"-o", "-i", img, files[dst], "::" + dst}, Env: mtoolsEnv}); err != nil {
 			return err
 		}

@@ -29,7 +29,7 @@ func init() { register[Files]("files") }
 func (f *Files) Validate() error {
 	var errs []error
 	for i, fs := range f.Files {
-		if _, err := treePath("/", fs.Path); err != nil || fs.Path == "/" {
+		if _, err := imagePath("/", fs.Path); err != nil || fs.Path == "/" {
 			errs = append(errs, fmt.Errorf("files[%d].path: %q must be an absolute, clean path below /", i, fs.Path))
 		}
 		if m, err := strconv.ParseUint(fs.Mode, 8, 32); err != nil || m > 0o7777 {

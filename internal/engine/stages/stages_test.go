@@ -43,7 +43,7 @@ func fakeTree(t *testing.T) string {
 	return tree
 }
 
-func runStage(t *testing.T, env *Env, typ string, opts any) error {
+func runTreeStage(t *testing.T, env *Env, typ string, opts any) error {
 	t.Helper()
 	raw, _ := json.Marshal(opts)
 	s, err := New(typ, raw)
@@ -56,19 +56,19 @@ func runStage(t *testing.T, env *Env, typ string, opts any) error {
 func TestTreeStages(t *testing.T) {
 	tree := fakeTree(t)
 	env := &Env{Tree: tree}
-	if err := runStage(t, env, "hostname", Hostname{Hostname: "web1"}); err != nil {
+	if err := runTreeStage(t, env, "hostname", Hostname{Hostname: "web1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := runStage(t, env, "timezone", Timezone{Zone: "Europe/Prague"}); err != nil {
+	if err := runTreeStage(t, env, "timezone", Timezone{Zone: "Europe/Prague"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := runStage(t, env, "timezone", Timezone{Zone: "Mars/Olympus"}); err == nil || !strings.Contains(err.Error(), "tzdata") {
+	if err := runTreeStage(t, env, "timezone", Timezone{Zone: "Mars/Olympus"}); err == nil || !strings.Contains(err.Error(), "tzdata") {
 		t.Errorf("unknown zone: %v", err)
 	}
-	if err := runStage(t, env, "locale", Locale{Language: "C.UTF-8"}); err != nil {
+	if err := runTreeStage(t, env, "locale", Locale{Language: "C.UTF-8"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := runStage(t, env, "locale", Locale{Language: "de_DE.UTF-8"}); err == nil || !strings.Contains(err.Error(), "locales package") {
+	if err := runTreeStage(t, env, "locale", Locale{Language: "de_DE.UTF-8"}); err == nil || !strings.Contains(err.Error(), "locales package") {
 		t.Errorf("locale without locale-gen: %v", err)
 	}
 	// A symlink in the tree must not redirect a write outside it.
@@ -79,10 +79,10 @@ func TestTreeStages(t *testing.T) {
 		{Path: "/etc/motd", Data: "hi\n", Mode: "0640", User: "alice", Group: "staff"},
 		{Path: "/opt/app/conf", Data: "x", Mode: "0600"},
 	}}
-	if err := runStage(t, env, "files", files); err != nil {
+	if err := runTreeStage(t, env, "files", files); err != nil {
 		t.Fatal(err)
 	}
-	if err := runStage(t, env, "files", Files{Files: []FileSpec{{Path: "/etc/x", Mode: "0644", User: "mallory"}}}); err == nil || !strings.Contains(err.Error(), `"mallory" not found`) {
+	if err := runTreeStage(t, env, "files", Files{Files: []FileSpec{{Path: "/etc/x", Mode: "0644", User: "mallory"}}}); err == nil || !strings.Contains(err.Error(), `"mallory" not found`) {
 		t.Errorf("unknown user: %v", err)
 	}
 	if b, _ := os.ReadFile(outside); string(b) != "keep" {
@@ -109,20 +109,20 @@ func TestServices(t *testing.T) {
 	os.MkdirAll(unitDir, 0o755)
 	os.WriteFile(filepath.Join(unitDir, "kib-demo.service"), []byte("[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"), 0o644)
 	env := &Env{Tree: tree}
-	if err := runStage(t, env, "services", Services{Enabled: []string{"kib-demo.service"}}); err != nil {
+	if err := runTreeStage(t, env, "services", Services{Enabled: []string{"kib-demo.service"}}); err != nil {
 		t.Fatal(err)
 	}
 	link := filepath.Join(tree, "etc/systemd/system/multi-user.target.wants/kib-demo.service")
 	if target, err := os.Readlink(link); err != nil || !strings.HasSuffix(target, "kib-demo.service") {
 		t.Fatalf("enable did not link the unit: %q, %v", target, err)
 	}
-	if err := runStage(t, env, "services", Services{Disabled: []string{"kib-demo.service"}}); err != nil {
+	if err := runTreeStage(t, env, "services", Services{Disabled: []string{"kib-demo.service"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(link); !os.IsNotExist(err) {
 		t.Fatal("disable left the link")
 	}
-	err := runStage(t, env, "services", Services{Enabled: []string{"no-such.service"}})
+	err := runTreeStage(t, env, "services", Services{Enabled: []string{"no-such.service"}})
 	if err == nil || !strings.Contains(err.Error(), `"no-such.service"`) {
 		t.Fatalf("enabling a missing unit: %v", err)
 	}

@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// treePath returns the host path of the absolute image path p inside tree,
+// imagePath returns the host path of the absolute image path p inside tree,
 // refusing paths that leave it.
-func treePath(tree, p string) (string, error) {
+func imagePath(tree, p string) (string, error) {
 	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 		return "", fmt.Errorf("path %q must be absolute and clean", p)
 	}
@@ -21,7 +21,7 @@ func treePath(tree, p string) (string, error) {
 // writeTreeFile writes data to the image path p with mode, replacing a
 // symbolic link rather than following it out of the tree.
 func writeTreeFile(tree, p string, data []byte, mode os.FileMode) error {
-	hp, err := treePath(tree, p)
+	hp, err := imagePath(tree, p)
 	if err != nil {
 		return err
 	}
