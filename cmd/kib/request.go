@@ -25,6 +25,7 @@ type requestOptions struct {
 	sde         int64
 	definitions string
 	cacheDir    string
+	size        string
 }
 
 func (o *requestOptions) bind(cmd *cobra.Command) {
@@ -37,6 +38,7 @@ func (o *requestOptions) bind(cmd *cobra.Command) {
 	f.Int64Var(&o.sde, "source-date-epoch", 0, "SOURCE_DATE_EPOCH of the image (default: date of the newest repository Release file)")
 	f.StringVar(&o.definitions, "definitions", "", "directory of distro definitions that override the built-in ones")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory for kib's caches (apt metadata)")
+	f.StringVar(&o.size, "size", "", "disk size of a disk image, e.g. 4GiB (default: the blueprint's, else the definition's)")
 }
 
 func defaultCacheDir() string {
@@ -71,6 +73,13 @@ func (o *requestOptions) manifest(ctx context.Context, cmd *cobra.Command, t str
 			return nil, fmt.Errorf("--source-date-epoch: %d must not be negative", o.sde)
 		}
 		req.SourceDateEpoch = &o.sde
+	}
+	if o.size != "" {
+		n, err := blueprint.ParseSize(o.size)
+		if err != nil {
+			return nil, fmt.Errorf("--size: %w", err)
+		}
+		req.Size = &n
 	}
 	if o.blueprint != "" {
 		f, err := os.Open(o.blueprint)

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kib-project/kib/distros"
+	"github.com/kib-project/kib/internal/blueprint"
 )
 
 // Definition is one distro as its YAML file describes it.
@@ -67,7 +68,25 @@ type ImageType struct {
 	Container   *Container   `yaml:"container"`
 	// Size is the default disk size, e.g. "4GiB", for disk images.
 	Size string `yaml:"size"`
+	// Disk says how a disk image is packed; required for recipe disk.
+	Disk *Disk `yaml:"disk"`
+	// KernelOptions follow root=UUID=... on a disk image's kernel command
+	// line.
+	KernelOptions string `yaml:"kernel_options"`
 }
+
+// Disk is how a disk image is packed.
+type Disk struct {
+	// Format is raw, qcow2, vpc (fixed VHD), xz (raw, xz-compressed) or gce
+	// (raw in a gzipped tar as Google Compute Engine wants it).
+	Format string `yaml:"format"`
+	// Level is the compression level for xz and gce; 0 means the tool's
+	// default.
+	Level int `yaml:"level"`
+}
+
+// DiskFormats are the formats a disk image can be packed in.
+var DiskFormats = []string{"gce", "qcow2", "raw", "vpc", "xz"}
 
 // Compression is how an artifact is compressed.
 type Compression struct {
@@ -85,7 +104,7 @@ type Container struct {
 }
 
 // Recipes are the pipeline layouts kib knows how to build.
-var Recipes = []string{"container", "tar"}
+var Recipes = []string{"container", "disk", "tar"}
 
 // BootModes are the boot modes an image type may declare (Koji's values).
 var BootModes = []string{"none", "legacy", "uefi", "hybrid"}
@@ -295,6 +314,24 @@ func (d *Definition) Validate() error {
 		}
 		if it.Recipe == "container" && it.Container == nil {
 			bad("%s.container: required for recipe container", p)
+		}
+		if it.Recipe == "disk" {
+			switch {
+			case it.Disk == nil:
+				bad("%s.disk: required for recipe disk", p)
+			case !slices.Contains(DiskFormats, it.Disk.Format):
+				bad("%s.disk.format: %q is not one of %s", p, it.Disk.Format, strings.Join(DiskFormats, ", "))
+			case it.Disk.Level < 0 || it.Disk.Level > 9:
+				bad("%s.disk.level: %d must be 0..9", p, it.Disk.Level)
+			}
+			if it.Size == "" {
+				bad("%s.size: required for recipe disk", p)
+			} else if _, err := blueprint.ParseSize(it.Size); err != nil {
+				bad("%s.size: %v", p, err)
+			}
+			if it.BootMode != "hybrid" {
+				bad("%s.boot_mode: %q; disk images are hybrid (BIOS and UEFI)", p, it.BootMode)
+			}
 		}
 	}
 	return errors.Join(errs...)

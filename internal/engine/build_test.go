@@ -54,6 +54,11 @@ func needsRealBuild(t *testing.T) {
 
 func generate(t *testing.T, typ, cacheDir string) *manifest.Manifest {
 	t.Helper()
+	return generateWith(t, typ, cacheDir, testBlueprint)
+}
+
+func generateWith(t *testing.T, typ, cacheDir, bpText string) *manifest.Manifest {
+	t.Helper()
 	cat, err := distro.Load("")
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +72,7 @@ func generate(t *testing.T, typ, cacheDir string) *manifest.Manifest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bp, err := blueprint.Parse(strings.NewReader(testBlueprint))
+	bp, err := blueprint.Parse(strings.NewReader(bpText))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +83,9 @@ func generate(t *testing.T, typ, cacheDir string) *manifest.Manifest {
 	}
 	return m
 }
+
+// offlineClient fails every request, as a mirror that is gone would.
+var offlineClient = &http.Client{Transport: refuseAll{}}
 
 type refuseAll struct{}
 
@@ -96,7 +104,7 @@ func TestBuildReproducible(t *testing.T) {
 	cache := t.TempDir()
 	mt := generate(t, "tar", cache)
 	mc := generate(t, "container", cache)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := testLogger(t)
 
 	build := func(st *store.Store, m *manifest.Manifest, out string, client *http.Client) Artifact {
 		t.Helper()
@@ -126,7 +134,7 @@ func TestBuildReproducible(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyDir(t, filepath.Join(stA.Dir(), "sources"), filepath.Join(stB.Dir(), "sources"))
-	offline := &http.Client{Transport: refuseAll{}}
+	offline := offlineClient
 	outB := filepath.Join(root, "outB")
 	tarB := build(stB, mt, outB, offline)
 	ctrB := build(stB, mc, outB, offline)
@@ -290,6 +298,10 @@ func copyDir(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
 }
 
 // testWriter sends log lines to t.Log, shown for failed tests and with -v.

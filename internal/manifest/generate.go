@@ -28,6 +28,9 @@ type Request struct {
 	// SourceDateEpoch, if set, overrides the default: the date of the newest
 	// repository Release file.
 	SourceDateEpoch *int64
+	// Size, if set, is the disk size in bytes of a disk image; it overrides
+	// the blueprint's customizations.disk.minsize and the definition's size.
+	Size *int64
 }
 
 // Solver resolves package sets; *depsolve.Solver is one.
@@ -81,6 +84,12 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		return nil, errors.New("request: no repositories")
 	}
 	c := customizations(def, req.Blueprint)
+	var disk *stages.HybridDisk
+	if it.Recipe == "disk" {
+		if disk, err = hybridDisk(it, req, c); err != nil {
+			return nil, err
+		}
+	}
 	pkgs := append(def.Packages(req.ImageType), c.extraPackages...)
 	res, err := solver.Solve(ctx, depsolve.Request{Arch: debArch, Repos: req.Repos, Packages: pkgs})
 	if err != nil {
@@ -125,6 +134,10 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		pl.Stages = append(pl.Stages, Stage{Type: typ, Options: canon})
 		return nil
 	}
+	var fstab any
+	if disk != nil {
+		fstab = disk.Fstab()
+	}
 	steps := []struct {
 		typ  string
 		opts any
@@ -137,7 +150,8 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		{"users", stages.Users{Groups: c.groups, Users: c.users}, len(c.users)+len(c.groups) > 0},
 		{"files", stages.Files{Files: c.files}, len(c.files) > 0},
 		{"services", stages.Services{Enabled: c.enabled, Disabled: c.disabled}, len(c.enabled)+len(c.disabled) > 0},
-		{"debian-finalize", stages.DebianFinalize{Sources: imageSources(req.Repos), KernelCmdline: c.cmdline}, true},
+		{"fstab", fstab, disk != nil},
+		{"debian-finalize", stages.DebianFinalize{Sources: imageSources(req.Repos), KernelCmdline: kernelCmdline(disk, c.cmdline)}, true},
 	}
 	for _, s := range steps {
 		if s.when {
@@ -156,13 +170,17 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		err = add(&out, "oci-archive", stages.OCIArchive{Source: "os", Filename: it.Filename, Ref: ct.Ref,
 			Cmd: ct.Cmd, Entrypoint: ct.Entrypoint, Env: ct.Env, WorkingDir: ct.WorkingDir,
 			Exclude: []string{"./dev/*"}})
+	case "disk":
+		err = diskPipelines(m, it, disk, add)
 	default:
 		err = fmt.Errorf("image type %s: recipe %q has no pipelines", req.ImageType, it.Recipe)
 	}
 	if err != nil {
 		return nil, err
 	}
-	m.Pipelines = append(m.Pipelines, out)
+	if it.Recipe != "disk" {
+		m.Pipelines = append(m.Pipelines, out)
+	}
 	m.Exports = []Export{{Name: it.Export, Filename: it.Filename, BootMode: it.BootMode}}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("generated manifest: %w", err)
@@ -183,6 +201,7 @@ func imageSources(repos []depsolve.Repo) []string {
 }
 
 type custom struct {
+	minSize                                         int64
 	hostname, timezone, language, keyboard, cmdline string
 	users                                           []stages.UserSpec
 	groups                                          []stages.GroupSpec
@@ -243,6 +262,9 @@ func customizations(def *distro.Definition, bp *blueprint.Blueprint) custom {
 	if bc.Kernel != nil {
 		c.cmdline = bc.Kernel.Append
 	}
+	if bc.Disk != nil && bc.Disk.MinSize != "" {
+		c.minSize, _ = blueprint.ParseSize(bc.Disk.MinSize) // validated by the blueprint parser
+	}
 	c.extraPackages = dedupe(c.extraPackages)
 	return c
 }
@@ -256,4 +278,87 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// rawName is the raw disk file of the image pipeline, unless the raw disk is
+// itself the export.
+const rawName = "disk.raw"
+
+// hybridDisk returns the disk layout of a disk image type: the size from the
+// request, the blueprint or the definition (rounded up to 1 MiB), the kernel
+// options from the definition and the blueprint.
+func hybridDisk(it distro.ImageType, req Request, c custom) (*stages.HybridDisk, error) {
+	size, err := blueprint.ParseSize(it.Size)
+	if err != nil {
+		return nil, fmt.Errorf("definition size: %w", err)
+	}
+	if c.minSize > 0 {
+		size = c.minSize
+	}
+	if req.Size != nil {
+		size = *req.Size
+	}
+	const mib = 1 << 20
+	if size < 512*mib {
+		return nil, fmt.Errorf("disk size: %d bytes is too small; a bootable disk image needs at least 512 MiB", size)
+	}
+	size = (size + mib - 1) / mib * mib
+	seed := req.Distro.Defaults.Seed
+	if req.Seed != nil {
+		seed = *req.Seed
+	}
+	opts := strings.TrimSpace(it.KernelOptions + " " + c.cmdline)
+	file := rawName
+	if it.Disk.Format == "raw" {
+		file = it.Filename
+	}
+	return &stages.HybridDisk{Filename: file, Size: uint64(size), Seed: seed, Source: "os", KernelOptions: opts}, nil
+}
+
+func kernelCmdline(disk *stages.HybridDisk, custom string) string {
+	if disk == nil {
+		return custom
+	}
+	return "root=UUID=" + disk.RootUUID() + " " + disk.KernelOptions
+}
+
+// diskPipelines adds the pipelines of a disk image: "image", the raw disk
+// assembled from the os tree, then the conversion the format needs.
+func diskPipelines(m *Manifest, it distro.ImageType, disk *stages.HybridDisk, add func(*Pipeline, string, any) error) error {
+	specs, err := disk.Plan()
+	if err != nil {
+		return fmt.Errorf("disk layout: %w", err)
+	}
+	img := Pipeline{Name: "image", Kind: KindFile}
+	for _, s := range specs {
+		if err := add(&img, s.Type, s.Options); err != nil {
+			return err
+		}
+	}
+	m.Pipelines = append(m.Pipelines, img)
+	if it.Disk.Format == "raw" {
+		if it.Export != "image" {
+			return fmt.Errorf("disk format raw: export must be %q, the raw disk's pipeline, not %q", "image", it.Export)
+		}
+		return nil
+	}
+	conv := Pipeline{Name: it.Export, Kind: KindFile}
+	switch it.Disk.Format {
+	case "qcow2":
+		err = add(&conv, "qemu-img", stages.QemuImg{Input: "image", InputFilename: rawName, Filename: it.Filename, Format: "qcow2"})
+	case "vpc":
+		err = add(&conv, "qemu-img", stages.QemuImg{Input: "image", InputFilename: rawName, Filename: it.Filename, Format: "vpc",
+			UUID: stages.UUIDFromSeed(disk.Seed, "vhd")})
+	case "xz":
+		err = add(&conv, "xz", stages.XZ{Input: "image", InputFilename: rawName, Filename: it.Filename, Level: it.Disk.Level})
+	case "gce":
+		err = add(&conv, "gce-tar", stages.GCETar{Input: "image", InputFilename: rawName, Filename: it.Filename, Level: it.Disk.Level})
+	default:
+		err = fmt.Errorf("disk format %q has no pipeline", it.Disk.Format)
+	}
+	if err != nil {
+		return err
+	}
+	m.Pipelines = append(m.Pipelines, conv)
+	return nil
 }

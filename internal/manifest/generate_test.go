@@ -40,6 +40,23 @@ image_types:
     boot_mode: none
     package_sets: [base]
     container: {ref: "testos:1", cmd: [/bin/sh]}
+  vhd:
+    recipe: disk
+    export: vpc
+    filename: disk.vhd
+    boot_mode: hybrid
+    package_sets: [base]
+    size: 1GiB
+    kernel_options: ro console=ttyS0
+    disk: {format: vpc}
+  ami:
+    recipe: disk
+    export: image
+    filename: image.raw
+    boot_mode: hybrid
+    package_sets: [base]
+    size: 1GiB
+    disk: {format: raw}
 `
 
 func TestGenerate(t *testing.T) {
@@ -141,7 +158,7 @@ func TestGenerateErrors(t *testing.T) {
 		req  Request
 		want string
 	}{
-		{"image type", Request{Distro: def, Arch: "x86_64", ImageType: "qcow9", Repos: repos}, `unknown image type "qcow9" (valid: container, tar)`},
+		{"image type", Request{Distro: def, Arch: "x86_64", ImageType: "qcow9", Repos: repos}, `unknown image type "qcow9" (valid: ami, container, tar, vhd)`},
 		{"arch", Request{Distro: def, Arch: "riscv128", ImageType: "tar", Repos: repos}, `unknown architecture "riscv128" (valid: x86_64)`},
 		{"package", Request{Distro: def, Arch: "x86_64", ImageType: "tar", Repos: repos,
 			Blueprint: &blueprint.Blueprint{Packages: []blueprint.Package{{Name: "kib-missing"}}}}, "package not found in the repositories: kib-missing"},
@@ -153,5 +170,63 @@ func TestGenerateErrors(t *testing.T) {
 				t.Fatalf("error = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestGenerateDisk(t *testing.T) {
+	def, err := distro.Parse([]byte(testDef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := debtest.Repo(t, debtest.Pkg{Name: "kib-a", Version: "1.0"})
+	repos, _ := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	solver := &depsolve.Solver{CacheDir: t.TempDir()}
+	bp := &blueprint.Blueprint{Customizations: &blueprint.Customizations{
+		Kernel: &blueprint.Kernel{Append: "quiet"}, Disk: &blueprint.Disk{MinSize: "2GiB"}}}
+	m, err := Generate(context.Background(), solver, Request{Distro: def, Arch: "x86_64", ImageType: "vhd", Repos: repos, Blueprint: bp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layout []string
+	for _, p := range m.Pipelines {
+		var types []string
+		for _, s := range p.Stages {
+			types = append(types, s.Type)
+		}
+		layout = append(layout, p.Name+":"+strings.Join(types, ","))
+	}
+	want := "os:mmdebstrap,hostname,timezone,locale,fstab,debian-finalize image:gpt,esp,ext4,grub-efi,grub-bios vpc:qemu-img"
+	if got := strings.Join(layout, " "); got != want {
+		t.Errorf("pipelines\n got %s\nwant %s", got, want)
+	}
+	var gpt struct{ Size int64 }
+	json.Unmarshal(m.Pipelines[1].Stages[0].Options, &gpt)
+	if gpt.Size != 2<<30 {
+		t.Errorf("disk size %d, want the blueprint's 2 GiB", gpt.Size)
+	}
+	var fin struct {
+		KernelCmdline string `json:"kernel_cmdline"`
+	}
+	json.Unmarshal(m.Pipelines[0].Stages[5].Options, &fin)
+	if !strings.HasPrefix(fin.KernelCmdline, "root=UUID=") || !strings.HasSuffix(fin.KernelCmdline, "ro console=ttyS0 quiet") {
+		t.Errorf("kernel command line %q", fin.KernelCmdline)
+	}
+	if m.Exports[0] != (Export{Name: "vpc", Filename: "disk.vhd", BootMode: "hybrid"}) {
+		t.Errorf("export %+v", m.Exports[0])
+	}
+
+	size := int64(1<<30 + 1)
+	m, err = Generate(context.Background(), solver, Request{Distro: def, Arch: "x86_64", ImageType: "ami", Repos: repos, Size: &size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(m.Pipelines[1].Stages[0].Options, &gpt)
+	if len(m.Pipelines) != 2 || m.Exports[0].Name != "image" || gpt.Size != 1<<30+1<<20 {
+		t.Errorf("ami: %d pipelines, export %q, size %d (want --size rounded up to 1 MiB)", len(m.Pipelines), m.Exports[0].Name, gpt.Size)
+	}
+	small := int64(100 << 20)
+	_, err = Generate(context.Background(), solver, Request{Distro: def, Arch: "x86_64", ImageType: "ami", Repos: repos, Size: &small})
+	if err == nil || !strings.Contains(err.Error(), "too small") {
+		t.Errorf("100 MiB disk: %v", err)
 	}
 }

@@ -1,0 +1,154 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kib-project/kib/internal/boottest"
+	"github.com/kib-project/kib/internal/manifest"
+	"github.com/kib-project/kib/internal/store"
+)
+
+// bootBlueprint sets root's password to "kib" (for the serial console login)
+// and adds a user; the disk test checks both inside the image.
+const bootBlueprint = `
+[customizations]
+hostname = "kib-disk"
+[[customizations.user]]
+name = "root"
+password = "$6$kibsalt$8zTUYBNqnkNUMvoTs26Ed.tHcrGdu9Lqn7syL7TviTuUPXyCHtgtmglwmR7p9LgPQLziRrSDw8m.Se9QCktv1/"
+[[customizations.user]]
+name = "bob"
+uid = 2001
+`
+
+// TestDiskImage builds the same qcow2 manifest in two stores (the second
+// without any mirror) and checks that raw and qcow2 are bit-identical, that
+// the customizations are in the root file system (read with debugfs, without
+// booting), and that the image boots to a login with SeaBIOS and with OVMF.
+func TestDiskImage(t *testing.T) {
+	needsRealBuild(t)
+	ctx := context.Background()
+	m := generateWith(t, "qcow2", t.TempDir(), bootBlueprint)
+	log := testLogger(t)
+	root := t.TempDir()
+	var raws, qcows []string
+	var image Artifact
+	for i, name := range []string{"storeA", "storeB"} {
+		st, err := store.Open(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &Engine{Store: st, Log: log}
+		if i == 1 {
+			copyDir(t, filepath.Join(root, "storeA", "sources"), filepath.Join(st.Dir(), "sources"))
+			e.HTTPClient = offlineClient
+		}
+		arts, err := e.Build(ctx, m, Options{OutputDir: filepath.Join(root, "out"+name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		image = arts[0]
+		qcows = append(qcows, arts[0].SHA256)
+		raws = append(raws, rawDiskSum(t, st, m))
+	}
+	if raws[0] != raws[1] {
+		t.Errorf("disk.raw differs between stores: %s vs %s", raws[0], raws[1])
+	}
+	if qcows[0] != qcows[1] {
+		t.Errorf("disk.qcow2 differs between stores: %s vs %s", qcows[0], qcows[1])
+	}
+	checkBuildInfoBoot(t, image, "hybrid")
+
+	// The customizations, read from the root file system without booting.
+	st, _ := store.Open(filepath.Join(root, "storeA"))
+	raw := rawDiskPath(t, st, m)
+	fs := fmt.Sprintf("%s?offset=%d", raw, rootOffset(t, raw))
+	if got := run(t, "debugfs", "-R", "cat /etc/hostname", fs); got != "kib-disk\n" {
+		t.Errorf("/etc/hostname in the image = %q", got)
+	}
+	if got := run(t, "debugfs", "-R", "cat /etc/passwd", fs); !strings.Contains(got, "bob:x:2001:") {
+		t.Errorf("/etc/passwd in the image has no bob:\n%s", got)
+	}
+
+	for _, fw := range []boottest.Firmware{boottest.BIOS, boottest.UEFI} {
+		t.Run("boot-"+fw.String(), func(t *testing.T) {
+			res, err := boottest.Boot(ctx, boottest.Options{Image: image.Path, Format: "qcow2", Firmware: fw,
+				Timeout: 300 * time.Second, User: "root", Password: "kib", Log: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: login prompt %s, shell %s, powered off %s", fw, res.LoginPrompt.Round(time.Second),
+				res.Shell.Round(time.Second), res.PowerOff.Round(time.Second))
+			if res.SystemState != "running" && res.SystemState != "degraded" {
+				t.Errorf("systemctl is-system-running = %q", res.SystemState)
+			}
+			if len(res.FailedUnits) > 0 {
+				t.Errorf("failed units: %v", res.FailedUnits)
+			}
+		})
+	}
+}
+
+func checkBuildInfoBoot(t *testing.T, a Artifact, mode string) {
+	t.Helper()
+	data, err := os.ReadFile(a.Info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bi BuildInfo
+	json.Unmarshal(data, &bi)
+	if bi.BootMode != mode || bi.ExportName != "qcow2" || bi.ExportFilename != "disk.qcow2" {
+		t.Errorf("build-info.json = %+v", bi)
+	}
+}
+
+// rawDiskPath is the raw disk in the store's "image" pipeline output.
+func rawDiskPath(t *testing.T, st *store.Store, m *manifest.Manifest) string {
+	t.Helper()
+	keys, err := Keys(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, i := m.Pipeline("image")
+	return filepath.Join(st.ObjectPath(keys[i]), "out", "disk.raw")
+}
+
+func rawDiskSum(t *testing.T, st *store.Store, m *manifest.Manifest) string {
+	t.Helper()
+	return strings.Fields(run(t, "sha256sum", rawDiskPath(t, st, m)))[0]
+}
+
+// rootOffset reads the root partition's byte offset from the GPT.
+func rootOffset(t *testing.T, raw string) int64 {
+	t.Helper()
+	var pt struct {
+		PartitionTable struct {
+			SectorSize int64 `json:"sectorsize"`
+			Partitions []struct {
+				Start int64  `json:"start"`
+				Name  string `json:"name"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal([]byte(run(t, "sfdisk", "-J", raw)), &pt); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pt.PartitionTable.Partitions {
+		if p.Name == "root" {
+			ss := pt.PartitionTable.SectorSize
+			if ss == 0 {
+				ss = 512
+			}
+			return p.Start * ss
+		}
+	}
+	t.Fatal("no partition named root")
+	return 0
+}
