@@ -12,7 +12,7 @@ W=${BENCH_DIR:-/var/tmp/kib-bench}
 mkdir -p "$W"
 go build -o "$W/kib" ./cmd/kib
 KIB="$W/kib"
-now() { date +%s.%N; }
+. bench/lib.sh
 
 "$KIB" manifest --distro debian-12 --arch x86_64 tar > "$W/manifest.json"
 STORE="$W/store"
@@ -20,24 +20,11 @@ STORE="$W/store"
 "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/warmup" >/dev/null 2>&1
 SDE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_date_epoch"])' "$W/manifest.json")
 LEVEL=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["pipelines"][1]["stages"][0]["options"]["level"])' "$W/manifest.json")
-python3 - "$W/manifest.json" > "$W/pins.txt" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))
-for d in m["sources"]["debs"]:
-    print(d["sha256"], d["name"])
-PY
+pins "$W/manifest.json" > "$W/pins.txt"
 
 plain() {
-  local d="$W/plain"; rm -rf "$d"; mkdir -p "$d/repo/pool" "$d/tmp"
-  while read -r sum name; do ln "$STORE/sources/sha256/$sum" "$d/repo/pool/$sum.deb"; done < "$W/pins.txt"
-  (cd "$d/repo" && apt-ftparchive packages pool > Packages &&
-   apt-ftparchive -o APT::FTPArchive::Release::Suite=bookworm -o APT::FTPArchive::Release::Codename=bookworm \
-     -o APT::FTPArchive::Release::Architectures=amd64 release . > Release)
-  TMPDIR="$d/tmp" SOURCE_DATE_EPOCH=$SDE unshare --mount --propagation private \
-    mmdebstrap --mode=root --format=directory --variant=custom --architectures=amd64 \
-    --include="$(cut -d' ' -f2 "$W/pins.txt" | paste -sd,)" \
-    --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
-    bookworm "$d/root" "deb [trusted=yes] file://$d/repo ./" </dev/null >/dev/null 2>&1
+  local d="$W/plain"; rm -rf "$d"; mkdir -p "$d"
+  plain_rootfs "$STORE" "$W/pins.txt" "$SDE" "$d/root"
   tar --create --file=- --directory="$d/root" --sort=name --numeric-owner --format=pax \
     --mtime=@$SDE --clamp-mtime --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
     --xattrs --xattrs-include='*' --anchored . | xz -T0 -$LEVEL -c > "$d/root.tar.xz"

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Benchmark: the same bootable qcow2 from the same pinned package list, in one
+# run: (a) kib with a cold store (packages cached, no pipeline cache), (b) the
+# plain tools in a shell pipeline (local repo + mmdebstrap, fstab and root
+# password, then sfdisk, mkfs.vfat + mtools, mkfs.ext4 -d + debugfs,
+# grub-mkimage, qemu-img: bench/lib.sh), (c) kib's warm rebuild of the
+# unchanged manifest; kib's time per stage; and the time from manifest to a
+# booted login prompt (kib's cold build + boot under TCG).
+# Usage: bench/qcow2.sh [ROUNDS]   (root; $BENCH_DIR, default /var/tmp/kib-bench-qcow2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-1}
+W=${BENCH_DIR:-/var/tmp/kib-bench-qcow2}
+SIZE_MIB=4096
+mkdir -p "$W"
+. bench/lib.sh
+go build -o "$W/kib" ./cmd/kib
+go build -o "$W/boottime" ./bench/boottime
+KIB="$W/kib"
+# root's password is "kib" in both images, for the boot.
+HASH='$6$kibsalt$8zTUYBNqnkNUMvoTs26Ed.tHcrGdu9Lqn7syL7TviTuUPXyCHtgtmglwmR7p9LgPQLziRrSDw8m.Se9QCktv1/'
+printf '[[customizations.user]]\nname = "root"\npassword = "%s"\n' "$HASH" > "$W/bp.toml"
+"$KIB" manifest --blueprint "$W/bp.toml" --size ${SIZE_MIB}MiB qcow2 > "$W/manifest.json"
+STORE="$W/store"
+"$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/warmup" >/dev/null 2>&1
+SDE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_date_epoch"])' "$W/manifest.json")
+pins "$W/manifest.json" > "$W/pins.txt"
+
+plain() {
+  local d="$W/plain"; rm -rf "$d"; mkdir -p "$d/out"
+  plain_rootfs "$STORE" "$W/pins.txt" "$SDE" "$d/root"
+  echo "UUID=2d6e1a49-8c2b-4f5e-9b3a-7a1f0c0ffee1 / ext4 errors=remount-ro 0 1" > "$d/root/etc/fstab"
+  chroot "$d/root" usermod -p "$HASH" root
+  rm -f "$d/root/etc/resolv.conf"
+  plain_assemble "$d/root" "$d/out" "$SIZE_MIB" >/dev/null
+}
+kib_cold() {
+  rm -rf "$STORE/objects" "$W/out"
+  "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/out" 2> "$W/kib.log" >/dev/null
+}
+kib_warm() {
+  rm -rf "$W/out2"
+  "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/out2" >/dev/null 2>&1
+}
+
+tk=0; tp=0; tw=0
+for r in $(seq "$ROUNDS"); do
+  s=$(now); kib_cold; k=$(el "$s" "$(now)")
+  s=$(now); plain;    p=$(el "$s" "$(now)")
+  s=$(now); kib_warm; w=$(el "$s" "$(now)")
+  printf 'round %d: kib cold %.2f s, plain %.2f s, kib warm %.2f s\n' "$r" "$k" "$p" "$w"
+  tk=$(awk "BEGIN{print $tk + $k}"); tp=$(awk "BEGIN{print $tp + $p}"); tw=$(awk "BEGIN{print $tw + $w}")
+done
+echo "kib's stages (last cold round):"
+sed -n 's/.*msg="stage done" pipeline=\([^ ]*\) stage=\([^ ]*\) index=[0-9]* duration=\(.*\)/  \1 \2 \3/p' "$W/kib.log"
+printf '%s packages, qcow2 %s bytes\n' "$(wc -l < "$W/pins.txt")" "$(stat -c %s "$W/out/qcow2/disk.qcow2")"
+printf 'kib/plain = %.3f (kib %.2f s, plain %.2f s over %d rounds); warm rebuild %.2f s\n' \
+  "$(awk "BEGIN{print $tk / $tp}")" "$(awk "BEGIN{print $tk / $ROUNDS}")" "$(awk "BEGIN{print $tp / $ROUNDS}")" "$ROUNDS" "$(awk "BEGIN{print $tw / $ROUNDS}")"
+"$W/boottime" -image "$W/out/qcow2/disk.qcow2" -password kib | while read -r line; do
+  echo "$line"
+  login=$(echo "$line" | sed -n 's/.*login \([0-9.]*\) s.*/\1/p')
+  printf '  manifest to login prompt: %.1f s (kib cold build %.1f s + boot)\n' "$(awk "BEGIN{print $tk / $ROUNDS + $login}")" "$(awk "BEGIN{print $tk / $ROUNDS}")"
+done
