@@ -270,7 +270,8 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	res.Shell = time.Since(start)
 	log.Info("boot: logged in", "elapsed", res.Shell.Round(time.Millisecond))
 	// The markers are split in the command so its echo does not match.
-	if err := send("echo KIB-''STATE; systemctl is-system-running --wait; echo KIB-''FAILED; " +
+	// dmesg -n 1 keeps kernel messages off the console while we read it.
+	if err := send("dmesg -n 1; echo KIB-''STATE; systemctl is-system-running --wait; echo KIB-''FAILED; " +
 		"systemctl --failed --no-legend --plain --no-pager; echo KIB-''END\n"); err != nil {
 		return fail("system state", err)
 	}
@@ -278,8 +279,8 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return fail("system state", err)
 	}
-	res.SystemState = strings.TrimSpace(m[1])
-	for line := range strings.Lines(m[2]) {
+	res.SystemState = strings.TrimSpace(withoutKernelLines(m[1]))
+	for line := range strings.Lines(withoutKernelLines(m[2])) {
 		if f := strings.Fields(line); len(f) > 0 {
 			res.FailedUnits = append(res.FailedUnits, f[0])
 		}
@@ -364,3 +365,10 @@ func qemuArgs(opts Options) ([]string, func(), error) {
 	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", opts.Image, format))
 	return args, cleanup, nil
 }
+
+// kernelLineRE matches a kernel message on the console ("[  117.99] ...").
+var kernelLineRE = regexp.MustCompile(`(?m)^\s*\[\s*\d+\.\d+\].*(\r?\n|$)`)
+
+// withoutKernelLines drops kernel messages that the console interleaved with
+// a command's output.
+func withoutKernelLines(s string) string { return kernelLineRE.ReplaceAllString(s, "") }

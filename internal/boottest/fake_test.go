@@ -124,3 +124,10 @@ func TestBootBadOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestWithoutKernelLines(t *testing.T) {
+	in := "[  117.990130] kvm: Nested Virtualization enabled\r\n[  118.544240] powernow_k8: Power state transitions not supported\r\nrunning"
+	if got := strings.TrimSpace(withoutKernelLines(in)); got != "running" {
+		t.Fatalf("withoutKernelLines = %q", got)
+	}
+}
