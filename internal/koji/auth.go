@@ -1,0 +1,137 @@
+package koji
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+)
+
+// LoginResult is what login and sslLogin return.
+type LoginResult struct {
+	SessionID  int64  `json:"session-id"`
+	SessionKey string `json:"session-key"`
+	HeaderAuth bool   `json:"header-auth"`
+}
+
+// Login logs in with a user name and password (Koji's login call). An
+// expired session is renewed later by calling login again with renew=True.
+func (c *Client) Login(ctx context.Context, user, password string) error {
+	if user == "" {
+		return fmt.Errorf("koji: login: user name is empty")
+	}
+	login := func(ctx context.Context, renew bool) error {
+		args := []any{user, password}
+		if renew {
+			args = append(args, nil, Kwargs{"renew": true})
+		}
+		return c.doLogin(ctx, "", "login", args)
+	}
+	return c.startSession(ctx, login)
+}
+
+// SSLLogin logs in with the TLS client certificate configured in Options
+// (sslLogin on <server>/ssllogin).
+func (c *Client) SSLLogin(ctx context.Context) error {
+	login := func(ctx context.Context, renew bool) error {
+		var args []any
+		if renew {
+			args = []any{Kwargs{"renew": true}}
+		}
+		return c.doLogin(ctx, "ssllogin", "sslLogin", args)
+	}
+	return c.startSession(ctx, login)
+}
+
+// Negotiator produces SPNEGO tokens for GSSAPI login, e.g. from a Kerberos
+// keytab. host is the hub's host name (service principal HTTP/host).
+type Negotiator interface {
+	Token(ctx context.Context, host string) ([]byte, error)
+}
+
+// GSSAPILogin logs in with Kerberos: sslLogin on <server>/ssllogin carrying
+// an "Authorization: Negotiate" token from n.
+func (c *Client) GSSAPILogin(ctx context.Context, n Negotiator) error {
+	login := func(ctx context.Context, renew bool) error {
+		tok, err := n.Token(ctx, c.base.Hostname())
+		if err != nil {
+			return fmt.Errorf("koji: GSSAPI token: %w", err)
+		}
+		var args []any
+		if renew {
+			args = []any{Kwargs{"renew": true}}
+		}
+		return c.doLoginHeader(ctx, "ssllogin", "sslLogin", args, "Negotiate "+base64.StdEncoding.EncodeToString(tok))
+	}
+	return c.startSession(ctx, login)
+}
+
+func (c *Client) startSession(ctx context.Context, login func(ctx context.Context, renew bool) error) error {
+	if c.LoggedIn() {
+		return fmt.Errorf("koji: already logged in")
+	}
+	if err := login(ctx, false); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.relog = func(ctx context.Context) error { return login(ctx, true) }
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Client) doLogin(ctx context.Context, subpath, method string, args []any) error {
+	return c.doLoginHeader(ctx, subpath, method, args, "")
+}
+
+// doLoginHeader runs a login call. When renewing, the old session headers
+// are sent; the hub then keeps the session id and issues a new key.
+func (c *Client) doLoginHeader(ctx context.Context, subpath, method string, args []any, authz string) error {
+	hdr := c.sessionHeaders()
+	if authz != "" {
+		hdr.Set("Authorization", authz)
+	}
+	var body bytes.Buffer
+	if err := EncodeCall(&body, method, args...); err != nil {
+		return err
+	}
+	// Logins are retried on transport errors like Koji's client does.
+	v, err := c.send(ctx, subpath, method, body.Bytes(), hdr, true)
+	if err != nil {
+		return err
+	}
+	var res LoginResult
+	if err := Convert(v, &res); err != nil {
+		return err
+	}
+	if res.SessionID == 0 || res.SessionKey == "" {
+		return fmt.Errorf("koji: %s returned no session: %v", method, v)
+	}
+	c.mu.Lock()
+	c.sess = &session{id: res.SessionID, key: res.SessionKey}
+	c.mu.Unlock()
+	return nil
+}
+
+// Logout closes the session. It is not retried, and the client forgets the
+// session even if the call fails.
+func (c *Client) Logout(ctx context.Context) error {
+	if !c.LoggedIn() {
+		return nil
+	}
+	_, err := c.call(ctx, "", "logout", nil, false)
+	c.mu.Lock()
+	c.sess, c.relog = nil, nil
+	c.mu.Unlock()
+	return err
+}
+
+// ExclusiveSession makes the session exclusive, as build hosts must; force
+// closes another exclusive session of the same user.
+func (c *Client) ExclusiveSession(ctx context.Context, force bool) error {
+	var args []any
+	if force {
+		args = []any{Kwargs{"force": true}}
+	}
+	_, err := c.Call(ctx, "exclusiveSession", args...)
+	return err
+}
