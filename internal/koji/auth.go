@@ -107,7 +107,12 @@ func (c *Client) doLoginHeader(ctx context.Context, subpath, method string, args
 		return fmt.Errorf("koji: %s returned no session: %v", method, v)
 	}
 	c.mu.Lock()
-	c.sess = &session{id: res.SessionID, key: res.SessionKey}
+	if c.sess != nil && c.sess.id == res.SessionID {
+		// Renewed: same session, new key; the callnum keeps increasing.
+		c.sess.key = res.SessionKey
+	} else {
+		c.sess = &session{id: res.SessionID, key: res.SessionKey}
+	}
 	c.mu.Unlock()
 	return nil
 }
@@ -134,4 +139,13 @@ func (c *Client) ExclusiveSession(ctx context.Context, force bool) error {
 	}
 	_, err := c.Call(ctx, "exclusiveSession", args...)
 	return err
+}
+
+// SetSession makes the client use an existing session (e.g. one returned by
+// subsession), with callnum starting at 0. It cannot renew it on expiry.
+func (c *Client) SetSession(id int64, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sess = &session{id: id, key: key}
+	c.relog = nil
 }

@@ -1,0 +1,973 @@
+package kojitest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kib-project/kib/internal/koji"
+)
+
+// Build states (koji.BUILD_STATES).
+const (
+	StateBuilding = 0
+	StateComplete = 1
+	StateDeleted  = 2
+	StateFailed   = 3
+	StateCanceled = 4
+)
+
+type build struct {
+	id                     int
+	name, version, release string
+	epoch                  any
+	state                  int
+	owner                  *User
+	cg                     string
+	taskID                 int
+	extra                  map[string]any
+	source                 string
+	start, completion      time.Time
+	token                  string
+	hasArchives            bool
+}
+
+type archive struct {
+	id        int
+	buildID   int
+	buildroot int
+	filename  string
+	size      int64
+	checksum  string
+	ctype     int
+	btype     string
+	typeName  string
+	arch      string
+	extra     any
+	metaOnly  bool
+}
+
+// archiveTypes maps Koji's default archive type extensions to type names
+// (schemas/schema.sql), those an image build can produce.
+var archiveTypes = map[string]string{
+	"iso": "iso", "raw": "raw", "qcow": "qcow", "qcow2": "qcow2", "vmdk": "vmdk", "ova": "ova",
+	"vdi": "vdi", "vhd": "vhd", "vhdx": "vhdx", "box": "vagrant-libvirt", "raw.xz": "raw-xz",
+	"raw.gz": "raw-gz", "qcow2.gz": "qcow2-compressed", "qcow2.xz": "qcow2-compressed",
+	"iso.gz": "iso-compressed", "iso.xz": "iso-compressed", "vhd.gz": "vhd-compressed",
+	"vhd.xz": "vhd-compressed", "vhdx.gz": "vhdx-compressed", "vhdx.xz": "vhdx-compressed",
+	"vmdk.gz": "vmdk-compressed", "vmdk.xz": "vmdk-compressed", "tar": "tar", "tar.gz": "tar",
+	"tar.bz2": "tar", "tar.xz": "tar", "tgz": "tar", "zip": "zip", "json": "json",
+	"yaml": "yaml", "yml": "yaml", "txt": "txt", "ks": "ks", "cfg": "cfg", "xml": "xml",
+	"liveimg.squashfs": "liveimg-squashfs", "squashfs": "squashfs", "squashfs.gz": "squashfs-compressed",
+	"squashfs.xz": "squashfs-compressed", "erofs": "erofs", "erofs.gz": "erofs-compressed",
+	"erofs.xz": "erofs-compressed", "wsl": "wsl", "vmlinuz": "kernel-image", "vmlinuz.gz": "kernel-image",
+	"vmlinuz.xz": "kernel-image", "img": "initramfs", "sha256": "checksum",
+	"changes": "changes", "packages": "packages", "verified": "verified",
+}
+
+// archiveType picks the type by the longest matching extension.
+func archiveType(filename string) (string, bool) {
+	best := ""
+	for ext := range archiveTypes {
+		if strings.HasSuffix(filename, "."+ext) && len(ext) > len(best) {
+			best = ext
+		}
+	}
+	if best == "" {
+		return "", false
+	}
+	return archiveTypes[best], true
+}
+
+var checksumTypes = map[string]int{"md5": 0, "sha1": 1, "sha256": 2}
+
+var nvrPart = regexp.MustCompile(`^[^-]+$`)
+
+// checkNVR is koji.check_NVR(strict=True) for name, version, release.
+func checkNVR(name, version, release string) error {
+	if name == "" {
+		return generic("Invalid name: empty")
+	}
+	if !nvrPart.MatchString(version) {
+		return generic("Invalid version: %q", version)
+	}
+	if !nvrPart.MatchString(release) {
+		return generic("Invalid release: %q", release)
+	}
+	return nil
+}
+
+func (c *call) assertCG(cg string) error {
+	if c.sess == nil {
+		return authError("Not logged-in")
+	}
+	users, ok := c.h.cgs[cg]
+	if !ok {
+		return generic("No such entry in table content_generator: %s", cg)
+	}
+	if !users[c.sess.user.ID] {
+		return authError("Content generator access required (%s)", cg)
+	}
+	return nil
+}
+
+func newToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (h *Hub) buildByKey(name, version, release string) *build {
+	if id, ok := h.buildByNVR[fmtNVR(name, version, release)]; ok {
+		return h.builds[id]
+	}
+	return nil
+}
+
+// newBuild is new_build(strict=False): it recycles a FAILED or CANCELED
+// build without content and refuses any other existing NVR.
+func (h *Hub) newBuild(name, version, release string, epoch any, owner *User) (*build, error) {
+	if old := h.buildByKey(name, version, release); old != nil {
+		if old.token != "" {
+			return nil, generic("Build is already reserved")
+		}
+		if (old.state == StateFailed || old.state == StateCanceled) && !old.hasArchives {
+			old.state, old.owner, old.epoch = StateBuilding, owner, epoch
+			old.start, old.completion = h.now(), time.Time{}
+			old.extra, old.taskID, old.cg = nil, 0, ""
+			return old, nil
+		}
+		return nil, generic("Build already exists (id=%d, state=%s): %s", old.id, stateName(old.state), fmtNVR(name, version, release))
+	}
+	b := &build{id: h.nextID, name: name, version: version, release: release, epoch: epoch, state: StateBuilding, owner: owner, start: h.now()}
+	h.nextID++
+	h.builds[b.id] = b
+	h.buildByNVR[fmtNVR(name, version, release)] = b.id
+	return b, nil
+}
+
+func stateName(s int) string {
+	return [...]string{"BUILDING", "COMPLETE", "DELETED", "FAILED", "CANCELED"}[s]
+}
+
+func (c *call) cgInitBuild() (any, error) {
+	if err := c.arity(2, 2); err != nil {
+		return nil, err
+	}
+	cg, err := c.str(0, "cg")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.assertCG(cg); err != nil {
+		return nil, err
+	}
+	data, ok := c.args[1].(map[string]any)
+	if !ok {
+		return nil, paramError("data must be a struct")
+	}
+	name, _ := data["name"].(string)
+	version, _ := data["version"].(string)
+	release, _ := data["release"].(string)
+	if err := checkNVR(name, version, release); err != nil {
+		return nil, err
+	}
+	b, err := c.h.newBuild(name, version, release, data["epoch"], c.sess.user)
+	if err != nil {
+		return nil, err
+	}
+	b.cg = cg
+	b.token = newToken()
+	c.commit = true
+	return map[string]any{"build_id": b.id, "token": b.token}, nil
+}
+
+func (c *call) cgRefundBuild() (any, error) {
+	if err := c.arity(3, 4); err != nil {
+		return nil, err
+	}
+	cg, err := c.str(0, "cg")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.assertCG(cg); err != nil {
+		return nil, err
+	}
+	id, err := c.integer(1, "build_id")
+	if err != nil {
+		return nil, err
+	}
+	token, err := c.str(2, "token")
+	if err != nil {
+		return nil, err
+	}
+	state := StateFailed
+	if v := c.opt(3, "state"); v != nil {
+		if state, err = toInt(v, "state"); err != nil {
+			return nil, err
+		}
+	}
+	if state != StateFailed && state != StateCanceled {
+		return nil, generic("Only FAILED/CANCELED build states are allowed")
+	}
+	b := c.h.builds[id]
+	if b == nil {
+		return nil, errNoSuch("build", id)
+	}
+	if b.token == "" || b.token != token {
+		return nil, generic("Token doesn't match build ID %d", id)
+	}
+	if b.cg != cg {
+		return nil, generic("Build ID %d is not reserved by this CG", id)
+	}
+	if b.state != StateBuilding {
+		return nil, generic("Build ID %d is not in BUILDING state", id)
+	}
+	b.state, b.completion, b.token = state, c.h.now(), ""
+	c.commit = true
+	return nil, nil
+}
+
+// keyError is the fault a real hub gives for a missing metadata key.
+func keyError(key string) error { return pyError("KeyError", "'%s'", key) }
+
+func getMap(m map[string]any, key string) (map[string]any, error) {
+	v, ok := m[key]
+	if !ok {
+		return nil, keyError(key)
+	}
+	mm, ok := v.(map[string]any)
+	if !ok {
+		return nil, pyError("TypeError", "%s must be a dict, not %T", key, v)
+	}
+	return mm, nil
+}
+
+func getStr(m map[string]any, key string) (string, error) {
+	v, ok := m[key]
+	if !ok {
+		return "", keyError(key)
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", pyError("TypeError", "%s must be a string, not %T", key, v)
+	}
+	return s, nil
+}
+
+func getNum(m map[string]any, key string) (float64, error) {
+	v, ok := m[key]
+	if !ok {
+		return 0, keyError(key)
+	}
+	switch x := v.(type) {
+	case int64:
+		return float64(x), nil
+	case float64:
+		return x, nil
+	case json.Number:
+		return x.Float64()
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		if err == nil {
+			return f, nil
+		}
+	}
+	return 0, pyError("ValueError", "could not convert %s to float: %v", key, v)
+}
+
+// normalize turns JSON-decoded numbers into the XML-RPC value types.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case []any:
+		for i := range x {
+			x[i] = normalize(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = normalize(x[k])
+		}
+	}
+	return v
+}
+
+type output struct {
+	meta     map[string]any
+	filename string
+	path     string
+	size     int64
+	kind     string
+	btype    string
+	extra    any
+	arch     string
+	ctype    int
+	checksum string
+	subdir   string
+	brID     any
+	metaOnly bool
+}
+
+func (c *call) cgImport() (any, error) {
+	if err := c.arity(2, 3); err != nil {
+		return nil, err
+	}
+	h := c.h
+	if _, err := c.user(); err != nil {
+		return nil, err
+	}
+	dir, err := c.str(1, "directory")
+	if err != nil {
+		return nil, err
+	}
+	token, _ := c.opt(2, "token").(string)
+	workdir := filepath.Join(h.Dir, "work", filepath.FromSlash(filepath.Clean(dir)))
+
+	// Metadata: a struct, a JSON string, a .json file in directory, or nil.
+	var meta map[string]any
+	switch m := c.args[0].(type) {
+	case map[string]any:
+		meta = m
+	case nil, string:
+		var raw []byte
+		s, _ := m.(string)
+		switch {
+		case m == nil:
+			raw, err = os.ReadFile(filepath.Join(workdir, "metadata.json"))
+		case strings.HasSuffix(s, ".json") && !strings.ContainsAny(s, "{\n"):
+			raw, err = os.ReadFile(filepath.Join(workdir, filepath.Base(s)))
+		default:
+			raw = []byte(s)
+		}
+		if err != nil {
+			return nil, pyError("FileNotFoundError", "%v", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.UseNumber()
+		if err := dec.Decode(&meta); err != nil {
+			return nil, generic("Invalid metadata: %v", err)
+		}
+		meta = normalize(meta).(map[string]any)
+	default:
+		return nil, generic("Invalid metadata value: %T", m)
+	}
+
+	if v, ok := meta["metadata_version"]; !ok {
+		return nil, keyError("metadata_version")
+	} else if n, _ := v.(int64); n != 0 || v == nil {
+		return nil, generic("No such metadata version: %v", v)
+	}
+	brs, _ := meta["buildroots"].([]any)
+	if _, ok := meta["buildroots"]; !ok {
+		return nil, keyError("buildroots")
+	}
+	// assert_cg_access: every buildroot names the same CG, caller has access.
+	cgName := ""
+	for _, br := range brs {
+		brm, ok := br.(map[string]any)
+		if !ok {
+			return nil, pyError("TypeError", "buildroot must be a dict")
+		}
+		cgm, err := getMap(brm, "content_generator")
+		if err != nil {
+			return nil, err
+		}
+		name, err := getStr(cgm, "name")
+		if err != nil {
+			return nil, err
+		}
+		if cgName != "" && name != cgName {
+			return nil, generic("Multiple content generators are not supported")
+		}
+		cgName = name
+	}
+	if cgName == "" {
+		return nil, generic("No content generator in buildroots")
+	}
+	if err := c.assertCG(cgName); err != nil {
+		return nil, err
+	}
+
+	// prep_build
+	bm, err := getMap(meta, "build")
+	if err != nil {
+		return nil, err
+	}
+	name, err := getStr(bm, "name")
+	if err != nil {
+		return nil, err
+	}
+	version, err := getStr(bm, "version")
+	if err != nil {
+		return nil, err
+	}
+	release, err := getStr(bm, "release")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNVR(name, version, release); err != nil {
+		return nil, err
+	}
+	start, err := getNum(bm, "start_time")
+	if err != nil {
+		return nil, err
+	}
+	end, err := getNum(bm, "end_time")
+	if err != nil {
+		return nil, err
+	}
+	extra, err := getMap(bm, "extra")
+	if err != nil {
+		return nil, err
+	}
+	typeinfo, _ := extra["typeinfo"].(map[string]any)
+	if typeinfo == nil {
+		typeinfo = map[string]any{}
+	}
+	for _, legacy := range []string{"image", "maven", "win"} {
+		if v, ok := extra[legacy]; ok {
+			if _, dup := typeinfo[legacy]; dup {
+				return nil, generic("Duplicate typeinfo for %s", legacy)
+			}
+			typeinfo[legacy] = v
+		}
+	}
+	for bt := range typeinfo {
+		if !slices.Contains([]string{"rpm", "maven", "win", "image"}, bt) {
+			return nil, generic("Unsupported build type: %s", bt)
+		}
+	}
+	if d, _ := bm["draft"].(bool); d {
+		return nil, generic("Draft build not supported")
+	}
+	taskID := 0
+	if v, ok := bm["task_id"]; ok && v != nil {
+		if taskID, err = toInt(v, "task_id"); err != nil {
+			return nil, err
+		}
+	}
+	var reserved *build
+	if v, ok := bm["build_id"]; ok && v != nil {
+		id, err := toInt(v, "build_id")
+		if err != nil {
+			return nil, err
+		}
+		reserved = h.builds[id]
+		if reserved == nil {
+			return nil, errNoSuch("build", id)
+		}
+		if token == "" || reserved.token != token {
+			return nil, generic("Token doesn't match build ID %d", id)
+		}
+		if reserved.cg != cgName {
+			return nil, generic("Build ID %d is not reserved by this CG", id)
+		}
+		if reserved.state != StateBuilding {
+			return nil, generic("Build ID %d is not in BUILDING state", id)
+		}
+		if reserved.name != name || reserved.version != version || reserved.release != release {
+			return nil, generic("Build (%d) NVR is different", id)
+		}
+		if reserved.taskID != 0 && reserved.taskID != taskID {
+			return nil, generic("Build (%d) task id is different", id)
+		}
+	} else if token != "" {
+		return nil, generic("Reservation token given, but no build_id in metadata")
+	} else if old := h.buildByKey(name, version, release); old != nil && old.state != StateFailed && old.state != StateCanceled {
+		return nil, generic("Build already exists: %s", fmtNVR(name, version, release))
+	}
+
+	// prep_brs
+	brIDs := map[string]bool{}
+	for _, br := range brs {
+		brm := br.(map[string]any)
+		for _, k := range []string{"id", "host", "content_generator", "container", "tools", "components"} {
+			if _, ok := brm[k]; !ok {
+				return nil, keyError(k)
+			}
+		}
+		hostm, err := getMap(brm, "host")
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range []string{"os", "arch"} {
+			if _, err := getStr(hostm, k); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := getStr(brm["content_generator"].(map[string]any), "version"); err != nil {
+			return nil, err
+		}
+		cm, err := getMap(brm, "container")
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range []string{"type", "arch"} {
+			if _, err := getStr(cm, k); err != nil {
+				return nil, err
+			}
+		}
+		comps, ok := brm["components"].([]any)
+		if !ok {
+			return nil, pyError("TypeError", "components must be a list")
+		}
+		if err := checkComponents(comps); err != nil {
+			return nil, err
+		}
+		if _, ok := brm["tools"].([]any); !ok {
+			return nil, pyError("TypeError", "tools must be a list")
+		}
+		key := fmt.Sprint(brm["id"])
+		if brIDs[key] {
+			return nil, generic("Duplicate buildroot id: %s", key)
+		}
+		brIDs[key] = false
+	}
+
+	// prep_outputs
+	outs, ok := meta["output"].([]any)
+	if !ok {
+		return nil, keyError("output")
+	}
+	var prepared []*output
+	hasArchive := false
+	for _, o := range outs {
+		om, ok := o.(map[string]any)
+		if !ok {
+			return nil, pyError("TypeError", "output must be a dict")
+		}
+		for _, k := range []string{"buildroot_id", "filename", "filesize", "checksum_type", "checksum", "type"} {
+			if _, ok := om[k]; !ok {
+				return nil, keyError(k)
+			}
+		}
+		bk := fmt.Sprint(om["buildroot_id"])
+		if _, ok := brIDs[bk]; !ok {
+			return nil, generic("No such buildroot: %s", bk)
+		}
+		brIDs[bk] = true
+		out := &output{meta: om, brID: om["buildroot_id"]}
+		out.filename, _ = om["filename"].(string)
+		out.kind, _ = om["type"].(string)
+		relpath, _ := om["relpath"].(string)
+		out.subdir, _ = om["subdir"].(string)
+		out.metaOnly, _ = om["metadata_only"].(bool)
+		size, err := toInt(om["filesize"], "filesize")
+		if err != nil {
+			return nil, err
+		}
+		out.path = filepath.Join(workdir, filepath.FromSlash(relpath), out.filename)
+		st, err := os.Stat(out.path)
+		if err != nil {
+			return nil, pyError("FileNotFoundError", "[Errno 2] No such file or directory: '%s'", out.path)
+		}
+		if st.Size() != int64(size) {
+			return nil, generic("File size %d for %s (expected %d) doesn't match. Corrupted upload?", st.Size(), out.filename, size)
+		}
+		out.size = st.Size()
+		ctype, _ := om["checksum_type"].(string)
+		out.checksum, _ = om["checksum"].(string)
+		if out.kind != "log" {
+			ct, ok := checksumTypes[ctype]
+			if !ok {
+				return nil, pyError("KeyError", "'%s'", ctype)
+			}
+			if ctype == "sha1" {
+				return nil, generic("Unsupported verify type: sha1")
+			}
+			out.ctype = ct
+		}
+		hs, err := newHash(ctype)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.Open(out.path)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(hs, f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if got := hex.EncodeToString(hs.Sum(nil)); got != out.checksum {
+			return nil, generic("File checksum mismatch for %s: %s != %s", out.filename, got, out.checksum)
+		}
+		switch out.kind {
+		case "log":
+		case "rpm":
+			return nil, generic("kojitest does not import rpm outputs: %s", out.filename)
+		default:
+			hasArchive = true
+			oe, _ := om["extra"].(map[string]any)
+			var found []string
+			var info any
+			for _, legacy := range []string{"image", "maven", "win"} {
+				if v, ok := oe[legacy]; ok {
+					found = append(found, legacy)
+					info = v
+				}
+			}
+			if ti, ok := oe["typeinfo"].(map[string]any); ok {
+				for bt, v := range ti {
+					found = append(found, bt)
+					info = v
+				}
+			}
+			switch len(found) {
+			case 0:
+				return nil, generic("No typeinfo for: %s", out.filename)
+			case 1:
+			default:
+				return nil, generic("Output file has multiple types: %s", out.filename)
+			}
+			out.btype = found[0]
+			if _, ok := typeinfo[out.btype]; !ok {
+				return nil, generic("Output type %s not listed in build types", out.btype)
+			}
+			if out.btype == "image" {
+				im, _ := info.(map[string]any)
+				arch, ok := im["arch"].(string)
+				if !ok {
+					return nil, keyError("arch")
+				}
+				out.arch = arch
+			}
+			if comps, ok := om["components"].([]any); ok {
+				if err := checkComponents(comps); err != nil {
+					return nil, err
+				}
+			}
+			tn, ok := archiveType(out.filename)
+			if !ok {
+				return nil, generic("unsupported file extension: %s", out.filename)
+			}
+			_ = tn
+			out.extra = oe
+		}
+		prepared = append(prepared, out)
+	}
+	for id, used := range brIDs {
+		if !used {
+			return nil, generic("Buildroot id not used in output: %s", id)
+		}
+	}
+	_ = hasArchive
+
+	// check_build_dir
+	bdir := filepath.Join(h.Dir, "packages", name, version, release)
+	if _, err := os.Stat(bdir); err == nil {
+		return nil, generic("Destination directory already exists: %s", bdir)
+	}
+
+	// Import: from here on the build is created.
+	b := reserved
+	if b == nil {
+		if b, err = h.newBuild(name, version, release, bm["epoch"], c.sess.user); err != nil {
+			return nil, err
+		}
+		b.start = time.Unix(int64(start), 0)
+		b.completion = time.Unix(int64(end), 0)
+	} else {
+		b.completion = h.now()
+	}
+	b.cg, b.token, b.taskID, b.state = cgName, "", taskID, StateComplete
+	b.source, _ = bm["source"].(string)
+	extra["typeinfo"] = typeinfo
+	for _, legacy := range []string{"image", "maven", "win"} {
+		delete(extra, legacy)
+	}
+	b.extra = extra
+	brIndex := map[string]int{}
+	for _, br := range brs {
+		brm := br.(map[string]any)
+		h.buildroots = append(h.buildroots, brm)
+		brIndex[fmt.Sprint(brm["id"])] = len(h.buildroots)
+	}
+	for _, out := range prepared {
+		var dest string
+		switch {
+		case out.kind == "log":
+			dest = filepath.Join(bdir, "data", "logs", filepath.FromSlash(out.subdir), out.filename)
+		case out.btype == "image":
+			dest = filepath.Join(bdir, "images", out.filename)
+		default:
+			dest = filepath.Join(bdir, "files", out.btype, filepath.FromSlash(out.subdir), out.filename)
+		}
+		if out.kind != "log" {
+			b.hasArchives = true
+			h.archives = append(h.archives, &archive{
+				id: len(h.archives) + 1, buildID: b.id, buildroot: brIndex[fmt.Sprint(out.brID)],
+				filename: out.filename, size: out.size, checksum: out.checksum, ctype: out.ctype,
+				btype: out.btype, typeName: must(archiveType(out.filename)), arch: out.arch,
+				extra: out.extra, metaOnly: out.metaOnly,
+			})
+			if out.metaOnly {
+				continue
+			}
+		}
+		if err := moveLeavingSymlink(out.path, dest); err != nil {
+			os.RemoveAll(bdir)
+			return nil, generic("Error importing archive file, %v", err)
+		}
+	}
+	raw, _ := json.MarshalIndent(meta, "", "  ")
+	if err := os.WriteFile(filepath.Join(bdir, "metadata.json"), raw, 0o644); err != nil {
+		return nil, err
+	}
+	logdir := filepath.Join(bdir, "data", "logs")
+	if err := os.MkdirAll(logdir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(logdir, "cg_import.log"), []byte("Build "+fmtNVR(name, version, release)+" imported by kojitest\n"), 0o644); err != nil {
+		return nil, err
+	}
+	c.commit = true
+	return h.buildInfo(b), nil
+}
+
+func must(s string, _ bool) string { return s }
+
+func checkComponents(comps []any) error {
+	for _, co := range comps {
+		cm, ok := co.(map[string]any)
+		if !ok {
+			return pyError("TypeError", "component must be a dict")
+		}
+		t, _ := cm["type"].(string)
+		var keys []string
+		switch t {
+		case "rpm":
+			keys = []string{"name", "version", "release", "epoch", "arch", "sigmd5", "signature"}
+			if _, ok := cm["location"]; ok {
+				return generic("rpm component with location is not supported")
+			}
+		case "file":
+			keys = []string{"filename", "filesize", "checksum", "checksum_type"}
+		case "kojifile":
+			keys = []string{"archive_id", "nvr", "filename"}
+		default:
+			return generic("No such component type: %s", t)
+		}
+		for _, k := range keys {
+			if _, ok := cm[k]; !ok {
+				return keyError(k)
+			}
+		}
+	}
+	return nil
+}
+
+// moveLeavingSymlink moves src to dest and leaves a relative symlink at src,
+// as the hub does for imported files.
+func moveLeavingSymlink(src, dest string) error {
+	if _, err := os.Lstat(dest); err == nil {
+		return fmt.Errorf("%s already exists", dest)
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(src, dest); err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(filepath.Dir(src), dest)
+	if err != nil {
+		return err
+	}
+	return os.Symlink(rel, src)
+}
+
+func tsOrNil(t time.Time) (any, any) {
+	if t.IsZero() {
+		return nil, nil
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000000+00:00"), float64(t.UnixNano()) / 1e9
+}
+
+func (h *Hub) buildInfo(b *build) map[string]any {
+	st, sts := tsOrNil(b.start)
+	ct, cts := tsOrNil(b.completion)
+	var cgID, cgName, task, extra any
+	if b.cg != "" {
+		cgName = b.cg
+		cgID = int64(len(b.cg))
+	}
+	if b.taskID != 0 {
+		task = b.taskID
+	}
+	if b.extra != nil {
+		extra = b.extra
+	}
+	var owner any
+	var ownerName any
+	if b.owner != nil {
+		owner, ownerName = b.owner.ID, b.owner.Name
+	}
+	return map[string]any{
+		"id": b.id, "build_id": b.id, "name": b.name, "package_name": b.name, "version": b.version,
+		"release": b.release, "epoch": b.epoch, "nvr": fmtNVR(b.name, b.version, b.release),
+		"state": b.state, "owner_id": owner, "owner_name": ownerName, "cg_id": cgID, "cg_name": cgName,
+		"task_id": task, "extra": extra, "source": nilIfEmpty(b.source), "draft": false,
+		"start_time": st, "start_ts": sts, "completion_time": ct, "completion_ts": cts,
+		"volume_id": 0, "volume_name": "DEFAULT",
+	}
+}
+
+// findBuild resolves a build id, "n-v-r" string or {name, version, release}.
+func (h *Hub) findBuild(v any) *build {
+	switch x := v.(type) {
+	case int64:
+		return h.builds[int(x)]
+	case string:
+		if id, ok := h.buildByNVR[x]; ok {
+			return h.builds[id]
+		}
+		if n, err := strconv.Atoi(x); err == nil {
+			return h.builds[n]
+		}
+	case map[string]any:
+		if id, ok := x["id"]; ok {
+			return h.findBuild(id)
+		}
+		n, _ := x["name"].(string)
+		ver, _ := x["version"].(string)
+		r, _ := x["release"].(string)
+		return h.buildByKey(n, ver, r)
+	}
+	return nil
+}
+
+func (c *call) getBuild() (any, error) {
+	if err := c.arity(1, 2); err != nil {
+		return nil, err
+	}
+	b := c.h.findBuild(c.args[0])
+	if b == nil {
+		if strict, _ := c.opt(1, "strict").(bool); strict {
+			return nil, errNoSuch("build", c.args[0])
+		}
+		return nil, nil
+	}
+	return c.h.buildInfo(b), nil
+}
+
+func (c *call) listArchives() (any, error) {
+	var buildID int
+	if v := c.opt(0, "buildID"); v != nil {
+		b := c.h.findBuild(v)
+		if b == nil {
+			return []any{}, nil
+		}
+		buildID = b.id
+	}
+	typ, _ := c.opt(4, "type").(string)
+	fname, _ := c.opt(5, "filename").(string)
+	out := []any{}
+	for _, a := range c.h.archives {
+		if (buildID != 0 && a.buildID != buildID) || (typ != "" && a.btype != typ) || (fname != "" && a.filename != fname) {
+			continue
+		}
+		m := map[string]any{
+			"id": a.id, "build_id": a.buildID, "buildroot_id": a.buildroot, "filename": a.filename,
+			"size": a.size, "checksum": a.checksum, "checksum_type": a.ctype, "btype": a.btype,
+			"type_name": a.typeName, "extra": a.extra, "metadata_only": a.metaOnly, "compression_type": nil,
+		}
+		if typ == "image" {
+			m["arch"] = a.arch
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (c *call) getBuildLogs() (any, error) {
+	if err := c.arity(1, 1); err != nil {
+		return nil, err
+	}
+	b := c.h.findBuild(c.args[0])
+	if b == nil {
+		return nil, errNoSuch("build", c.args[0])
+	}
+	rel := filepath.Join("packages", b.name, b.version, b.release, "data", "logs")
+	root := filepath.Join(c.h.Dir, rel)
+	out := []any{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 || d.IsDir() {
+			return nil
+		}
+		sub, _ := filepath.Rel(root, filepath.Dir(p))
+		out = append(out, map[string]any{"name": d.Name(), "dir": sub, "path": filepath.ToSlash(filepath.Join(rel, sub, d.Name()))})
+		return nil
+	})
+	return out, err
+}
+
+func (c *call) getNextRelease() (any, error) {
+	if err := c.arity(1, 2); err != nil {
+		return nil, err
+	}
+	bi, ok := c.args[0].(map[string]any)
+	if !ok {
+		return nil, paramError("build_info must be a struct")
+	}
+	name, _ := bi["name"].(string)
+	version, _ := bi["version"].(string)
+	incr := 1
+	if v := c.opt(1, "incr"); v != nil {
+		var err error
+		if incr, err = toInt(v, "incr"); err != nil {
+			return nil, err
+		}
+	}
+	var last *build
+	for _, b := range c.h.builds {
+		if b.name == name && b.version == version && (b.state == StateBuilding || b.state == StateComplete || b.state == StateDeleted) {
+			if last == nil || b.id > last.id {
+				last = b
+			}
+		}
+	}
+	if last == nil {
+		return "1", nil
+	}
+	return nextRelease(last.release, incr)
+}
+
+func nextRelease(rel string, incr int) (string, error) {
+	if n, err := strconv.Atoi(rel); err == nil {
+		return strconv.Itoa(n + incr), nil
+	}
+	parts := strings.Split(rel, ".")
+	if len(parts) == 2 {
+		if n, err := strconv.Atoi(parts[0]); err == nil {
+			return strconv.Itoa(n+incr) + "." + parts[1], nil
+		}
+	}
+	if len(parts) == 3 {
+		if n, err := strconv.Atoi(parts[2]); err == nil {
+			return parts[0] + "." + parts[1] + "." + strconv.Itoa(n+incr), nil
+		}
+	}
+	return "", &koji.Fault{Code: koji.CodeBuild, String: "Unable to increment release value: " + rel}
+}

@@ -1,0 +1,288 @@
+package koji
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/adler32"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// UploadProgress reports the state of one file's upload.
+type UploadProgress struct {
+	Name  string // file name on the hub
+	Sent  int64  // bytes confirmed by the hub
+	Total int64  // file size
+}
+
+// UploadResult is what the hub holds after an upload.
+type UploadResult struct {
+	Name   string
+	Size   int64
+	SHA256 string // hex, verified against the hub's checkUpload
+}
+
+// UploadFile is one file for UploadFiles.
+type UploadFile struct {
+	Path string // local file
+	Name string // name on the hub; the base name of Path if empty
+}
+
+// ErrUploadMismatch is wrapped by errors about the hub holding other bytes
+// than were sent.
+var ErrUploadMismatch = errors.New("koji: upload verification failed")
+
+// UniqueUploadDir returns a fresh upload directory name under prefix, like
+// "kib-koji/20261122T050102-1f3a9c0d4e5b6a7f".
+func UniqueUploadDir(prefix string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s/%s-%s", strings.TrimSuffix(prefix, "/"), time.Now().UTC().Format("20060102T150405"), hex.EncodeToString(b))
+}
+
+// Upload sends size bytes from src to <dir>/<name> under the hub's work
+// directory with raw octet-stream POSTs in chunks of Options.UploadChunkSize.
+// Each chunk's size and adler32 are checked against the hub's answer. After
+// a transport error the upload resumes from what the hub has (checkUpload),
+// within the retry policy. At the end the whole file's size and sha256 are
+// compared with checkUpload. progress, if not nil, is called after each
+// chunk.
+func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, size int64, progress func(UploadProgress)) (*UploadResult, error) {
+	if name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, ".") {
+		return nil, fmt.Errorf("koji: upload name %q: must be a bare file name not starting with '.'", name)
+	}
+	if !c.LoggedIn() {
+		return nil, fmt.Errorf("koji: upload %s: not logged in", name)
+	}
+	buf := make([]byte, c.chunk)
+	sum := sha256.New()
+	var acked int64 // bytes the hub confirmed, all hashed into sum
+	failures := 0
+	deadline := time.Now().Add(c.retry.Deadline)
+	overwrite := false
+	for {
+		n := int(min(int64(len(buf)), size-acked))
+		chunk := buf[:n]
+		if _, err := src.ReadAt(chunk, acked); err != nil && !(errors.Is(err, io.EOF) && n == 0) {
+			return nil, fmt.Errorf("koji: upload %s: reading at %d: %w", name, acked, err)
+		}
+		err := c.uploadChunk(ctx, dir, name, acked, chunk, overwrite)
+		if err == nil {
+			sum.Write(chunk)
+			acked += int64(n)
+			overwrite = false
+			if progress != nil {
+				progress(UploadProgress{Name: name, Sent: acked, Total: size})
+			}
+			if acked >= size {
+				break
+			}
+			continue
+		}
+		var f *Fault
+		if errors.As(err, &f) || ctx.Err() != nil {
+			return nil, fmt.Errorf("koji: upload %s at offset %d: %w", name, acked, err)
+		}
+		failures++
+		if failures > c.retry.MaxRetries || time.Now().After(deadline) {
+			return nil, fmt.Errorf("koji: upload %s at offset %d: giving up after %d failures: %w", name, acked, failures, err)
+		}
+		c.log.DebugContext(ctx, "koji upload chunk failed, resuming", "name", name, "offset", acked, "err", err)
+		if serr := c.sleepF(ctx, c.retry.wait(failures)); serr != nil {
+			return nil, fmt.Errorf("koji: upload %s: %w (after %w)", name, serr, err)
+		}
+		overwrite = true
+		skip, rerr := c.resumePoint(ctx, dir, name, acked, chunk)
+		if rerr != nil {
+			var f *Fault
+			if errors.As(rerr, &f) {
+				return nil, fmt.Errorf("koji: upload %s: checking what the hub has: %w", name, rerr)
+			}
+			continue // transport error again: count it on the next round
+		}
+		if skip {
+			// The hub wrote the whole chunk before the connection broke.
+			sum.Write(chunk)
+			acked += int64(n)
+			if progress != nil {
+				progress(UploadProgress{Name: name, Sent: acked, Total: size})
+			}
+			if acked >= size {
+				break
+			}
+		}
+		// Otherwise resend from acked, truncating (overwrite) whatever
+		// partial data the hub has beyond it.
+	}
+	want := hex.EncodeToString(sum.Sum(nil))
+	var info struct {
+		Size      int64  `json:"size"`
+		HexDigest string `json:"hexdigest"`
+	}
+	v, err := c.Call(ctx, "checkUpload", dir, name, Kwargs{"verify": "sha256"})
+	if err != nil {
+		return nil, fmt.Errorf("koji: upload %s: final check: %w", name, err)
+	}
+	if v == nil {
+		return nil, fmt.Errorf("koji: upload %s: %w: the hub has no such file", name, ErrUploadMismatch)
+	}
+	if err := Convert(v, &info); err != nil {
+		return nil, err
+	}
+	if info.Size != size || info.HexDigest != want {
+		return nil, fmt.Errorf("koji: upload %s: %w: hub has %d bytes sha256 %s, sent %d bytes sha256 %s", name, ErrUploadMismatch, info.Size, info.HexDigest, size, want)
+	}
+	return &UploadResult{Name: name, Size: size, SHA256: want}, nil
+}
+
+// resumePoint asks the hub what it has after a failed chunk at offset
+// acked. It reports skip=true when the hub already holds exactly that chunk.
+func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64, chunk []byte) (skip bool, err error) {
+	if len(chunk) == 0 {
+		return false, nil
+	}
+	v, err := c.Call(ctx, "checkUpload", dir, name, Kwargs{"verify": "adler32", "tail": int64(len(chunk))})
+	if err != nil || v == nil {
+		return false, err
+	}
+	var info struct {
+		Size      int64  `json:"size"`
+		HexDigest string `json:"hexdigest"`
+	}
+	if err := Convert(v, &info); err != nil {
+		return false, err
+	}
+	if info.Size < acked {
+		return false, fmt.Errorf("koji: upload %s: %w: hub has %d bytes, %d were confirmed", name, ErrUploadMismatch, info.Size, acked)
+	}
+	return info.Size == acked+int64(len(chunk)) && info.HexDigest == fmt.Sprintf("%08x", adler32.Checksum(chunk)), nil
+}
+
+// uploadChunk POSTs one chunk and checks the hub's size and adler32.
+func (c *Client) uploadChunk(ctx context.Context, dir, name string, offset int64, chunk []byte, overwrite bool) error {
+	q := url.Values{}
+	q.Set("filename", name)
+	q.Set("filepath", dir)
+	q.Set("fileverify", "adler32")
+	q.Set("offset", strconv.FormatInt(offset, 10))
+	if overwrite {
+		q.Set("overwrite", "1")
+	}
+	hdr := c.sessionHeaders()
+	v, err := c.post(ctx, "", q.Encode(), "rawUpload", "application/octet-stream", newChunkReader(chunk), int64(len(chunk)), hdr)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Size      int64  `json:"size"`
+		Offset    int64  `json:"offset"`
+		HexDigest string `json:"hexdigest"`
+	}
+	if err := Convert(v, &res); err != nil {
+		return err
+	}
+	want := fmt.Sprintf("%08x", adler32.Checksum(chunk))
+	if res.Size != int64(len(chunk)) || res.HexDigest != want || res.Offset != offset {
+		return &TransportError{Method: "rawUpload", Err: fmt.Errorf("%w: chunk at %d: hub wrote %d bytes at %d adler32 %s, sent %d bytes adler32 %s",
+			ErrUploadMismatch, offset, res.Size, res.Offset, res.HexDigest, len(chunk), want)}
+	}
+	return nil
+}
+
+// chunkReader is a bytes.Reader that http.Client can rewind (GetBody is not
+// needed: uploads are resumed, not re-sent by the transport).
+type chunkReader struct {
+	b []byte
+	i int
+}
+
+func newChunkReader(b []byte) *chunkReader { return &chunkReader{b: b} }
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if r.i >= len(r.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.i:])
+	r.i += n
+	return n, nil
+}
+
+// UploadPath uploads a local file to <dir>/<name> (name defaults to the base
+// name of path).
+func (c *Client) UploadPath(ctx context.Context, dir, path, name string, progress func(UploadProgress)) (*UploadResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("koji: upload: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("koji: upload: %w", err)
+	}
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	return c.Upload(ctx, dir, name, f, st.Size(), progress)
+}
+
+// UploadFiles uploads files into dir, at most Options.UploadParallel at a
+// time. The first failure cancels the others. progress may be called
+// concurrently.
+func (c *Client) UploadFiles(ctx context.Context, dir string, files []UploadFile, progress func(UploadProgress)) ([]*UploadResult, error) {
+	seen := map[string]bool{}
+	for _, f := range files {
+		n := f.Name
+		if n == "" {
+			n = filepath.Base(f.Path)
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("koji: upload: two files named %q", n)
+		}
+		seen[n] = true
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]*UploadResult, len(files))
+	sem := make(chan struct{}, c.para)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var firstErr error
+	for i, f := range files {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r, err := c.UploadPath(ctx, dir, f.Path, f.Name, progress)
+			if err != nil {
+				once.Do(func() { firstErr = err; cancel() })
+				return
+			}
+			results[i] = r
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
