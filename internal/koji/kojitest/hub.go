@@ -490,6 +490,9 @@ func (h *Hub) dispatch(r *http.Request, method string, params []any) (any, error
 
 func (h *Hub) run(r *http.Request, s *session, method string, params []any) (any, bool, error) {
 	fn, ok := methods[method]
+	if name, isHost := strings.CutPrefix(method, "host."); isHost {
+		fn, ok = hostMethods[name]
+	}
 	if !ok {
 		return nil, false, generic("Invalid method: %s", method)
 	}

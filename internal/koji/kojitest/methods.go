@@ -99,9 +99,6 @@ func init() {
 		"tagBuild":           (*call).userTagBuild,
 		"cancelTask":         (*call).cancelTask,
 	}
-	for name, fn := range hostMethods {
-		methods["host."+name] = fn
-	}
 }
 
 func nilIfEmpty(s string) any {
