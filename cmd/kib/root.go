@@ -11,6 +11,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newKojiCmd(),
 	)
 	return root
 }
