@@ -68,7 +68,10 @@ func (o *kojiConnOptions) validate() error {
 // connect makes a client and logs in; anonymous when no credentials are
 // given.
 func (o *kojiConnOptions) connect(ctx context.Context, stderr io.Writer, chunk, parallel int) (*koji.Client, error) {
-	opts := koji.Options{Retry: koji.RetryPolicy{MaxRetries: o.Retries}, UploadChunkSize: chunk, UploadParallel: parallel}
+	// Uploads end with a size check only: CGImport has the hub verify the
+	// sha256 of every output against the metadata, so a second whole-file
+	// hash on the hub would only double its work.
+	opts := koji.Options{Retry: koji.RetryPolicy{MaxRetries: o.Retries}, UploadChunkSize: chunk, UploadParallel: parallel, UploadVerify: koji.UploadVerifySize}
 	if o.Verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -89,7 +89,22 @@ type Options struct {
 	// UploadParallel bounds how many files UploadFiles sends at once. The
 	// default is 4.
 	UploadParallel int
+	// UploadVerify is the whole-file check after an upload. The default,
+	// UploadVerifySHA256, has the hub compute the file's sha256 (checkUpload
+	// verify="sha256"). UploadVerifySize checks only the size, as Koji's own
+	// client does; use it when a later call verifies the digest anyway, as
+	// CGImport does for every output.
+	UploadVerify UploadVerify
 }
+
+// UploadVerify says how an upload is checked as a whole.
+type UploadVerify int
+
+// Whole-file checks of an upload.
+const (
+	UploadVerifySHA256 UploadVerify = iota
+	UploadVerifySize
+)
 
 // Client talks to one Koji hub. It is safe for concurrent use; calls made
 // concurrently on a logged-in client share the session and its callnum
@@ -101,6 +116,7 @@ type Client struct {
 	retry  RetryPolicy
 	chunk  int
 	para   int
+	verify UploadVerify
 	mu     sync.Mutex
 	sess   *session
 	relog  func(ctx context.Context) error // renews an expired session
@@ -151,13 +167,14 @@ func New(serverURL string, opts Options) (*Client, error) {
 		para = 4
 	}
 	return &Client{
-		base:  u,
-		http:  hc,
-		log:   log,
-		retry: opts.Retry.withDefaults(),
-		chunk: chunk,
-		para:  para,
-		nowFn: time.Now,
+		base:   u,
+		http:   hc,
+		log:    log,
+		retry:  opts.Retry.withDefaults(),
+		chunk:  chunk,
+		para:   para,
+		verify: opts.UploadVerify,
+		nowFn:  time.Now,
 		sleepF: func(ctx context.Context, d time.Duration) error {
 			if d <= 0 {
 				return ctx.Err()

@@ -1,6 +1,7 @@
 package koji
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -52,11 +53,12 @@ func UniqueUploadDir(prefix string) string {
 
 // Upload sends size bytes from src to <dir>/<name> under the hub's work
 // directory with raw octet-stream POSTs in chunks of Options.UploadChunkSize.
-// Each chunk's size and adler32 are checked against the hub's answer. After
-// a transport error the upload resumes from what the hub has (checkUpload),
-// within the retry policy. At the end the whole file's size and sha256 are
-// compared with checkUpload. progress, if not nil, is called after each
-// chunk.
+// Each chunk's size and adler32 are checked against the hub's answer; the
+// next chunk is read and the sums are computed while a chunk is in flight.
+// After a transport error the upload resumes from what the hub has
+// (checkUpload), within the retry policy. At the end the hub's file size,
+// and with UploadVerifySHA256 its sha256, are compared with what was sent.
+// progress, if not nil, is called after each chunk.
 func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, size int64, progress func(UploadProgress)) (*UploadResult, error) {
 	if name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, ".") {
 		return nil, fmt.Errorf("koji: upload name %q: must be a bare file name not starting with '.'", name)
@@ -64,22 +66,59 @@ func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 	if !c.LoggedIn() {
 		return nil, fmt.Errorf("koji: upload %s: not logged in", name)
 	}
-	buf := make([]byte, c.chunk)
+	bufs := [2][]byte{make([]byte, c.chunk), make([]byte, c.chunk)}
+	cur := 0
 	sum := sha256.New()
-	var acked int64 // bytes the hub confirmed, all hashed into sum
+	var hashed int64 // bytes fed to sum; never more than once per offset
+	var acked int64  // bytes the hub confirmed
 	failures := 0
 	deadline := time.Now().Add(c.retry.Deadline)
 	overwrite := false
-	for {
-		n := int(min(int64(len(buf)), size-acked))
-		chunk := buf[:n]
-		if _, err := src.ReadAt(chunk, acked); err != nil && !(errors.Is(err, io.EOF) && n == 0) {
-			return nil, fmt.Errorf("koji: upload %s: reading at %d: %w", name, acked, err)
+	read := func(buf []byte, off int64) (int, error) {
+		n := int(min(int64(len(buf)), size-off))
+		if n <= 0 {
+			return 0, nil
 		}
-		err := c.uploadChunk(ctx, dir, name, acked, chunk, overwrite)
+		if _, err := src.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF)) {
+			return 0, fmt.Errorf("koji: upload %s: reading at %d: %w", name, off, err)
+		}
+		return n, nil
+	}
+	n, err := read(bufs[cur], 0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		chunk := bufs[cur][:n]
+		// While the chunk is sent: its adler32, the running sha256, and
+		// reading ahead the next chunk into the other buffer.
+		var (
+			wg        sync.WaitGroup
+			sum32     uint32
+			adlerDone = make(chan struct{})
+			nextN     int
+			nextErr   error
+			offset    = acked
+			nextStart = acked + int64(n)
+		)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			sum32 = adler32.Checksum(chunk)
+			close(adlerDone)
+			nextN, nextErr = read(bufs[1-cur], nextStart)
+		}()
+		go func() {
+			defer wg.Done()
+			if hashed == offset {
+				sum.Write(chunk)
+				hashed += int64(len(chunk))
+			}
+		}()
+		err := c.uploadChunk(ctx, dir, name, acked, chunk, overwrite, func() uint32 { <-adlerDone; return sum32 })
+		wg.Wait()
 		if err == nil {
-			sum.Write(chunk)
-			acked += int64(n)
+			acked = nextStart
 			overwrite = false
 			if progress != nil {
 				progress(UploadProgress{Name: name, Sent: acked, Total: size})
@@ -87,6 +126,10 @@ func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 			if acked >= size {
 				break
 			}
+			if nextErr != nil {
+				return nil, nextErr
+			}
+			cur, n = 1-cur, nextN
 			continue
 		}
 		var f *Fault
@@ -101,6 +144,8 @@ func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 		if serr := c.sleepF(ctx, c.retry.wait(failures)); serr != nil {
 			return nil, fmt.Errorf("koji: upload %s: %w (after %w)", name, serr, err)
 		}
+		// Resend from acked, truncating (overwrite) whatever partial data
+		// the hub has beyond it, unless it already has the whole chunk.
 		overwrite = true
 		skip, rerr := c.resumePoint(ctx, dir, name, acked, chunk)
 		if rerr != nil {
@@ -108,28 +153,32 @@ func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 			if errors.As(rerr, &f) {
 				return nil, fmt.Errorf("koji: upload %s: checking what the hub has: %w", name, rerr)
 			}
-			continue // transport error again: count it on the next round
+			continue // transport error again: counted on the next round
 		}
 		if skip {
-			// The hub wrote the whole chunk before the connection broke.
-			sum.Write(chunk)
-			acked += int64(n)
+			acked = nextStart
 			if progress != nil {
 				progress(UploadProgress{Name: name, Sent: acked, Total: size})
 			}
 			if acked >= size {
 				break
 			}
+			if nextErr != nil {
+				return nil, nextErr
+			}
+			cur, n = 1-cur, nextN
 		}
-		// Otherwise resend from acked, truncating (overwrite) whatever
-		// partial data the hub has beyond it.
 	}
 	want := hex.EncodeToString(sum.Sum(nil))
 	var info struct {
 		Size      int64  `json:"size"`
 		HexDigest string `json:"hexdigest"`
 	}
-	v, err := c.Call(ctx, "checkUpload", dir, name, Kwargs{"verify": "sha256"})
+	args := []any{dir, name}
+	if c.verify == UploadVerifySHA256 {
+		args = append(args, Kwargs{"verify": "sha256"})
+	}
+	v, err := c.Call(ctx, "checkUpload", args...)
 	if err != nil {
 		return nil, fmt.Errorf("koji: upload %s: final check: %w", name, err)
 	}
@@ -139,8 +188,8 @@ func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 	if err := Convert(v, &info); err != nil {
 		return nil, err
 	}
-	if info.Size != size || info.HexDigest != want {
-		return nil, fmt.Errorf("koji: upload %s: %w: hub has %d bytes sha256 %s, sent %d bytes sha256 %s", name, ErrUploadMismatch, info.Size, info.HexDigest, size, want)
+	if info.Size != size || (c.verify == UploadVerifySHA256 && info.HexDigest != want) {
+		return nil, fmt.Errorf("koji: upload %s: %w: hub has %d bytes sha256 %q, sent %d bytes sha256 %s", name, ErrUploadMismatch, info.Size, info.HexDigest, size, want)
 	}
 	return &UploadResult{Name: name, Size: size, SHA256: want}, nil
 }
@@ -169,7 +218,7 @@ func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64,
 }
 
 // uploadChunk POSTs one chunk and checks the hub's size and adler32.
-func (c *Client) uploadChunk(ctx context.Context, dir, name string, offset int64, chunk []byte, overwrite bool) error {
+func (c *Client) uploadChunk(ctx context.Context, dir, name string, offset int64, chunk []byte, overwrite bool, adler func() uint32) error {
 	q := url.Values{}
 	q.Set("filename", name)
 	q.Set("filepath", dir)
@@ -179,7 +228,7 @@ func (c *Client) uploadChunk(ctx context.Context, dir, name string, offset int64
 		q.Set("overwrite", "1")
 	}
 	hdr := c.sessionHeaders()
-	v, err := c.post(ctx, "", q.Encode(), "rawUpload", "application/octet-stream", newChunkReader(chunk), int64(len(chunk)), hdr)
+	v, err := c.post(ctx, "", q.Encode(), "rawUpload", "application/octet-stream", bytes.NewReader(chunk), int64(len(chunk)), hdr)
 	if err != nil {
 		return err
 	}
@@ -191,30 +240,12 @@ func (c *Client) uploadChunk(ctx context.Context, dir, name string, offset int64
 	if err := Convert(v, &res); err != nil {
 		return err
 	}
-	want := fmt.Sprintf("%08x", adler32.Checksum(chunk))
+	want := fmt.Sprintf("%08x", adler())
 	if res.Size != int64(len(chunk)) || res.HexDigest != want || res.Offset != offset {
 		return &TransportError{Method: "rawUpload", Err: fmt.Errorf("%w: chunk at %d: hub wrote %d bytes at %d adler32 %s, sent %d bytes adler32 %s",
 			ErrUploadMismatch, offset, res.Size, res.Offset, res.HexDigest, len(chunk), want)}
 	}
 	return nil
-}
-
-// chunkReader is a bytes.Reader that http.Client can rewind (GetBody is not
-// needed: uploads are resumed, not re-sent by the transport).
-type chunkReader struct {
-	b []byte
-	i int
-}
-
-func newChunkReader(b []byte) *chunkReader { return &chunkReader{b: b} }
-
-func (r *chunkReader) Read(p []byte) (int, error) {
-	if r.i >= len(r.b) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b[r.i:])
-	r.i += n
-	return n, nil
 }
 
 // UploadPath uploads a local file to <dir>/<name> (name defaults to the base

@@ -161,7 +161,7 @@ func (h *Hub) handleUpload(r *http.Request, body io.Reader) (any, error) {
 	} else if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return nil, err
 	}
-	n, err := io.Copy(io.MultiWriter(f, hs), body)
+	n, err := io.CopyBuffer(io.MultiWriter(f, hs), body, make([]byte, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("reading upload: %w", err)
 	}
