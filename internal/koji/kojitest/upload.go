@@ -16,9 +16,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/kib-project/kib/internal/koji"
 )
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // uploadPath applies Koji's get_upload_path rules and returns the file's
 // path on disk. Callers hold h.mu.
@@ -161,7 +164,9 @@ func (h *Hub) handleUpload(r *http.Request, body io.Reader) (any, error) {
 	} else if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return nil, err
 	}
-	n, err := io.CopyBuffer(io.MultiWriter(f, hs), body, make([]byte, 1<<20))
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	n, err := io.CopyBuffer(io.MultiWriter(f, hs), body, *bp)
 	if err != nil {
 		return nil, fmt.Errorf("reading upload: %w", err)
 	}
