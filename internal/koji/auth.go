@@ -149,3 +149,22 @@ func (c *Client) SetSession(id int64, key string) {
 	c.sess = &session{id: id, key: key}
 	c.relog = nil
 }
+
+// Subsession creates a subsession of the client's session and returns a
+// client using it (sharing the HTTP transport), with its own callnum
+// sequence. A subsession of an exclusive session is exclusive too.
+func (c *Client) Subsession(ctx context.Context) (*Client, error) {
+	var res LoginResult
+	if err := c.CallInto(ctx, &res, "subsession"); err != nil {
+		return nil, err
+	}
+	sub := &Client{base: c.base, http: c.http, log: c.log, retry: c.retry, chunk: c.chunk, para: c.para,
+		verify: c.verify, nowFn: c.nowFn, sleepF: c.sleepF}
+	sub.SetSession(res.SessionID, res.SessionKey)
+	return sub, nil
+}
+
+// LogoutChild closes a subsession of this client's session.
+func (c *Client) LogoutChild(ctx context.Context, sessionID int64) error {
+	return c.voidCall(ctx, "logoutChild", sessionID)
+}

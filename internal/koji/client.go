@@ -106,9 +106,11 @@ const (
 	UploadVerifySize
 )
 
-// Client talks to one Koji hub. It is safe for concurrent use; calls made
-// concurrently on a logged-in client share the session and its callnum
-// sequence.
+// Client talks to one Koji hub. It is safe for concurrent use. The XML-RPC
+// calls of a logged-in client are sent one at a time, so the hub sees its
+// callnums in order; raw upload chunks, which commit nothing on the hub, may
+// run in parallel. For concurrent work that changes hub state use
+// Subsession, as kojid does.
 type Client struct {
 	base   *url.URL
 	http   *http.Client
@@ -118,6 +120,7 @@ type Client struct {
 	para   int
 	verify UploadVerify
 	mu     sync.Mutex
+	callMu sync.Mutex // serialises session calls: callnums reach the hub in order
 	sess   *session
 	relog  func(ctx context.Context) error // renews an expired session
 	nowFn  func() time.Time
@@ -304,6 +307,10 @@ func (c *Client) call(ctx context.Context, subpath, method string, args []any, r
 	var body bytes.Buffer
 	if err := EncodeCall(&body, method, args...); err != nil {
 		return nil, err
+	}
+	if c.LoggedIn() {
+		c.callMu.Lock()
+		defer c.callMu.Unlock()
 	}
 	hdr := c.sessionHeaders()
 	v, err := c.send(ctx, subpath, method, body.Bytes(), hdr, c.retryAllowed(hdr, method))

@@ -12,6 +12,8 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -324,5 +326,48 @@ func TestGSSAPILogin(t *testing.T) {
 	c2, _ := koji.New(hub.URL, koji.Options{Retry: fastRetry})
 	if err := c2.GSSAPILogin(context.Background(), fakeNegotiator{[]byte("not a token at all")}); !errors.Is(err, koji.ErrAuth) {
 		t.Errorf("bad token: %v, want AuthError", err)
+	}
+}
+
+func TestSubsession(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	ctx := context.Background()
+	hub.AddHost("builder1", "pw", []string{"x86_64"}, "image")
+	c, _ := koji.New(hub.URL, koji.Options{Retry: fastRetry})
+	if err := c.Login(ctx, "builder1", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ExclusiveSession(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Subsession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A subsession of an exclusive host session may make host calls, and
+	// runs its own callnum sequence concurrently with the parent.
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 10 {
+		wg.Add(2)
+		go func() { defer wg.Done(); errs <- c.UpdateHost(ctx, 0, true, nil) }()
+		go func() { defer wg.Done(); errs <- sub.UpdateHost(ctx, 0, true, nil) }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sub.ExclusiveSession(ctx, false); err == nil || !strings.Contains(err.Error(), "subsessions cannot become exclusive") {
+		t.Errorf("exclusive subsession: %v", err)
+	}
+	id, _ := sub.SessionID()
+	if err := c.LogoutChild(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Call(ctx, "echo"); !errors.Is(err, koji.ErrAuth) {
+		t.Errorf("call on a closed subsession: %v", err)
 	}
 }

@@ -382,16 +382,11 @@ func (h *Hub) lookupSession(r *http.Request, method string) (*session, *int64, e
 		cn = r.Header.Get("Koji-Callnum")
 	}
 	if sid == "" {
+		// Without headers the session is in the query string (legacy, and
+		// how raw uploads look to the hub, their query being non-empty).
 		q := r.URL.Query()
-		if method != "rawUpload" && len(q) == 0 {
+		if len(q) == 0 {
 			return nil, nil, nil
-		}
-		if method == "rawUpload" {
-			// Upload parameters are in the query string; only session
-			// keys count as session args.
-			if q.Get("session-id") == "" {
-				return nil, nil, nil
-			}
 		}
 		if q.Get("session-id") == "" {
 			return nil, nil, authError("'session-id' not specified in session args")
@@ -474,6 +469,7 @@ func (h *Hub) dispatch(r *http.Request, method string, params []any) (any, error
 	if err != nil {
 		return nil, err
 	}
+	expired := s != nil && s.expired
 	var res any
 	var commit bool
 	if method == "multiCall" || method == "system.multicall" {
@@ -481,8 +477,8 @@ func (h *Hub) dispatch(r *http.Request, method string, params []any) (any, error
 	} else {
 		res, commit, err = h.run(r, s, method, params)
 	}
-	// A renewing login resets the session's sequence.
-	if err == nil && commit && s != nil && callnum != nil && !s.closed && method != "login" && method != "sslLogin" {
+	// An expired session's callnum is not stored (auth.py returns early).
+	if err == nil && commit && s != nil && callnum != nil && !s.closed && !expired {
 		s.callnum = callnum
 	}
 	return res, err
@@ -550,7 +546,9 @@ func (c *call) login(u *User, authtype int) (any, error) {
 	h := c.h
 	renew, _ := c.kw["renew"].(bool)
 	if c.sess != nil {
-		if !renew {
+		// Only an expired session counts as not logged in, so only it can
+		// be renewed (auth.py Session.__init__ returns early for it).
+		if !renew || !c.sess.expired {
 			return nil, authError("Already logged in")
 		}
 		if c.sess.user != u {
@@ -559,7 +557,6 @@ func (c *call) login(u *User, authtype int) (any, error) {
 		c.sess.key = newKey(u.ID)
 		c.sess.expired = false
 		c.sess.start = h.now()
-		c.sess.callnum = nil
 		c.commit = true
 		return map[string]any{"session-id": c.sess.id, "session-key": c.sess.key, "header-auth": true}, nil
 	}

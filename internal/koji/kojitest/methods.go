@@ -23,6 +23,12 @@ func init() {
 			if _, err := c.user(); err != nil {
 				return nil, err
 			}
+			if c.sess.master != 0 {
+				return nil, generic("subsessions cannot become exclusive")
+			}
+			if c.sess.exclusive {
+				return nil, generic("session is already exclusive")
+			}
 			force, _ := c.opt(0, "force").(bool)
 			for _, o := range c.h.sessions {
 				if o != c.sess && o.user == c.sess.user && o.exclusive && !o.closed {
@@ -48,11 +54,29 @@ func init() {
 			if _, err := c.user(); err != nil {
 				return nil, err
 			}
-			s := &session{id: c.h.nextSession, key: newKey(c.sess.user.ID), user: c.sess.user, master: c.sess.id, authtype: c.sess.authtype, start: c.h.now()}
+			master := c.sess.master
+			if master == 0 {
+				master = c.sess.id
+			}
+			s := &session{id: c.h.nextSession, key: newKey(c.sess.user.ID), user: c.sess.user, master: master, authtype: c.sess.authtype, start: c.h.now()}
 			c.h.nextSession++
 			c.h.sessions[s.id] = s
 			c.commit = true
 			return map[string]any{"session-id": s.id, "session-key": s.key}, nil
+		},
+		"logoutChild": func(c *call) (any, error) {
+			if c.sess == nil {
+				return nil, authError("Not logged in")
+			}
+			id, err := c.integer(0, "session_id")
+			if err != nil {
+				return nil, err
+			}
+			if o := c.h.sessions[int64(id)]; o != nil && o.master == c.sess.id {
+				o.closed, o.expired, o.exclusive = true, true, false
+			}
+			c.commit = true
+			return nil, nil
 		},
 		"getLoggedInUser": func(c *call) (any, error) {
 			if c.sess == nil {
@@ -130,7 +154,7 @@ func (c *call) passwordLogin() (any, error) {
 
 func (c *call) logout() (any, error) {
 	if c.sess == nil {
-		return nil, nil
+		return nil, authError("Not logged in")
 	}
 	c.sess.closed, c.sess.expired = true, true
 	for _, o := range c.h.sessions {
