@@ -39,6 +39,9 @@ type kojiConnOptions struct {
 	Key          string
 	CA           string
 	TLS13        bool
+	Principal    string
+	Keytab       string
+	Krb5Conf     string
 	Retries      int
 	Verbose      bool
 }
@@ -51,6 +54,9 @@ func (o *kojiConnOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Key, "key", "", "private key of --cert, if not in the same file")
 	fs.StringVar(&o.CA, "ca", "", "CA certificates to trust for the hub (default: system roots)")
 	fs.BoolVar(&o.TLS13, "tls13", false, "allow TLS 1.3 for certificate login (only if the hub asks for the certificate at connection time)")
+	fs.StringVar(&o.Principal, "principal", "", "log in with Kerberos (GSSAPI) as this principal, e.g. kib/builder.example.com@EXAMPLE.COM")
+	fs.StringVar(&o.Keytab, "keytab", "", "keytab of --principal")
+	fs.StringVar(&o.Krb5Conf, "krb5-conf", "", "Kerberos configuration (default /etc/krb5.conf)")
 	fs.IntVar(&o.Retries, "retries", 0, "retries after transport errors (default 30)")
 	fs.BoolVar(&o.Verbose, "verbose", false, "log calls and retries to stderr")
 }
@@ -59,8 +65,17 @@ func (o *kojiConnOptions) validate() error {
 	if o.Server == "" {
 		return errors.New("--server: a hub URL is required")
 	}
-	if o.User != "" && o.Cert != "" {
-		return errors.New("--user and --cert: choose one way to log in")
+	n := 0
+	for _, set := range []bool{o.User != "", o.Cert != "", o.Principal != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("--user, --cert and --principal: choose one way to log in")
+	}
+	if (o.Principal == "") != (o.Keytab == "") {
+		return errors.New("--principal and --keytab go together")
 	}
 	return nil
 }
@@ -105,6 +120,14 @@ func (o *kojiConnOptions) connect(ctx context.Context, stderr io.Writer, chunk, 
 	case o.Cert != "":
 		if err := c.SSLLogin(ctx); err != nil {
 			return nil, fmt.Errorf("logging in with certificate %s: %w", o.Cert, err)
+		}
+	case o.Principal != "":
+		n, err := koji.NewKeytabNegotiator(o.Principal, o.Keytab, o.Krb5Conf)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.GSSAPILogin(ctx, n); err != nil {
+			return nil, fmt.Errorf("logging in as %s: %w", o.Principal, err)
 		}
 	}
 	return c, nil
@@ -157,8 +180,8 @@ func (o *kojiImportOptions) validate() error {
 	if err := o.conn.validate(); err != nil {
 		return err
 	}
-	if o.conn.User == "" && o.conn.Cert == "" {
-		return errors.New("import needs a login: give --user or --cert")
+	if o.conn.User == "" && o.conn.Cert == "" && o.conn.Principal == "" {
+		return errors.New("import needs a login: give --user, --cert or --principal/--keytab")
 	}
 	if o.Name == "" || o.Version == "" {
 		return errors.New("--name and --version are required")

@@ -133,6 +133,8 @@ func TestKojiFlagErrors(t *testing.T) {
 		{[]string{"koji", "import", "--server", "http://h/kojihub", "--name", "n", "--version", "1", "x"}, "needs a login"},
 		{[]string{"koji", "import", "--server", "http://h/kojihub", "--user", "u", "--cert", "c", "x"}, "choose one"},
 		{[]string{"koji", "call", "--server", "ftp://h", "echo"}, "scheme"},
+		{[]string{"koji", "call", "--server", "http://h/kojihub", "--principal", "kib@EXAMPLE.COM", "echo"}, "go together"},
+		{[]string{"koji", "call", "--server", "http://h/kojihub", "--principal", "kib", "--keytab", "/nonexistent", "echo"}, "must be name@REALM"},
 	} {
 		if _, err := runKib(t, tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: err = %v, want %q", tt.args, err, tt.want)
