@@ -2,6 +2,7 @@ package koji
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"math/big"
 	"reflect"
@@ -312,4 +313,28 @@ func FuzzDecodeCall(f *testing.F) {
 			t.Fatalf("round trip changed %q %#v into %q %#v", method, params, m2, p2)
 		}
 	})
+}
+
+func TestDecodeLargeBase64(t *testing.T) {
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	enc := base64.StdEncoding.EncodeToString(data)
+	var lines strings.Builder
+	for i := 0; i < len(enc); i += 76 {
+		lines.WriteString(enc[i:min(i+76, len(enc))])
+		lines.WriteString("\r\n")
+	}
+	doc := "<methodResponse><params><param><value><base64>" + lines.String() + "</base64></value></param></params></methodResponse>"
+	v, err := DecodeResponse(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(v.([]byte), data) {
+		t.Error("large base64 value differs")
+	}
+	if _, err := DecodeResponse(strings.NewReader("<methodResponse><params><param><value><base64>AAE</base64></value></param></params></methodResponse>")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("truncated base64: %v", err)
+	}
 }

@@ -295,6 +295,60 @@ func (x *xmlDecoder) text(name string) (string, error) {
 	}
 }
 
+// base64Body decodes base64 text as the parser hands it over, so the
+// encoded form is not copied again: only the parser's buffer and the
+// decoded bytes are held.
+func (x *xmlDecoder) base64Body() ([]byte, error) {
+	out := []byte{}
+	scratch := make([]byte, 0, 64<<10) // whitespace-free encoded text, bounded
+	flush := func(final bool) error {
+		full := len(scratch) / 4 * 4
+		if final && full != len(scratch) {
+			return malformed("base64: %d trailing characters", len(scratch)-full)
+		}
+		if full == 0 {
+			return nil
+		}
+		start := len(out)
+		out = append(out, make([]byte, base64.StdEncoding.DecodedLen(full))...)
+		n, err := base64.StdEncoding.Decode(out[start:], scratch[:full])
+		if err != nil {
+			return malformed("base64: %v", err)
+		}
+		out = out[:start+n]
+		scratch = append(scratch[:0], scratch[full:]...)
+		return nil
+	}
+	for {
+		tok, err := x.token()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			for _, c := range t {
+				switch c {
+				case ' ', '\t', '\n', '\r':
+					continue
+				}
+				scratch = append(scratch, c)
+				if len(scratch) == cap(scratch) {
+					if err := flush(false); err != nil {
+						return nil, err
+					}
+				}
+			}
+		case xml.EndElement:
+			if err := flush(true); err != nil {
+				return nil, err
+			}
+			return out, nil
+		case xml.StartElement:
+			return nil, malformed("unexpected <%s> in <base64>", t.Name.Local)
+		}
+	}
+}
+
 // valueElem reads a <value> element, start to end.
 func (x *xmlDecoder) valueElem(depth int) (any, error) {
 	if err := x.expectStart("value"); err != nil {
@@ -374,15 +428,7 @@ func (x *xmlDecoder) typed(name string, depth int) (any, error) {
 		}
 		return f, nil
 	case "base64":
-		s, err := x.text(name)
-		if err != nil {
-			return nil, err
-		}
-		b, err := base64.StdEncoding.DecodeString(stripSpace(s))
-		if err != nil {
-			return nil, malformed("base64: %v", err)
-		}
-		return b, nil
+		return x.base64Body()
 	case "dateTime.iso8601":
 		s, err := x.text(name)
 		if err != nil {
@@ -410,16 +456,6 @@ func parseInt(name, s string) (any, error) {
 		}
 	}
 	return nil, malformed("<%s> %q is not an integer", name, truncate(s))
-}
-
-func stripSpace(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '\t', '\n', '\r':
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func parseDateTime(s string) (time.Time, error) {
