@@ -86,16 +86,16 @@ func (c *Client) doLogin(ctx context.Context, subpath, method string, args []any
 // doLoginHeader runs a login call. When renewing, the old session headers
 // are sent; the hub then keeps the session id and issues a new key.
 func (c *Client) doLoginHeader(ctx context.Context, subpath, method string, args []any, authz string) error {
-	hdr := c.sessionHeaders()
+	auth := c.sessionAuth()
 	if authz != "" {
-		hdr.Set("Authorization", authz)
+		auth.hdr.Set("Authorization", authz)
 	}
 	var body bytes.Buffer
 	if err := EncodeCall(&body, method, args...); err != nil {
 		return err
 	}
 	// Logins are retried on transport errors like Koji's client does.
-	v, err := c.send(ctx, subpath, method, body.Bytes(), hdr, true)
+	v, err := c.send(ctx, subpath, method, body.Bytes(), auth, true)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (c *Client) doLoginHeader(ctx context.Context, subpath, method string, args
 		// Renewed: same session, new key; the callnum keeps increasing.
 		c.sess.key = res.SessionKey
 	} else {
-		c.sess = &session{id: res.SessionID, key: res.SessionKey}
+		c.sess = &session{id: res.SessionID, key: res.SessionKey, headerAuth: res.HeaderAuth}
 	}
 	c.mu.Unlock()
 	return nil
@@ -142,11 +142,12 @@ func (c *Client) ExclusiveSession(ctx context.Context, force bool) error {
 }
 
 // SetSession makes the client use an existing session (e.g. one returned by
-// subsession), with callnum starting at 0. It cannot renew it on expiry.
+// subsession), with callnum starting at 0, sent in headers. It cannot renew
+// it on expiry.
 func (c *Client) SetSession(id int64, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sess = &session{id: id, key: key}
+	c.sess = &session{id: id, key: key, headerAuth: true}
 	c.relog = nil
 }
 

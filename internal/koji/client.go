@@ -131,6 +131,20 @@ type session struct {
 	id      int64
 	key     string
 	callnum int64
+	// headerAuth: the hub announced "header-auth" at login, so the session
+	// goes in Koji-Session-* headers; otherwise in the query string, as
+	// Koji's client does with hubs older than 1.30.
+	headerAuth bool
+}
+
+// reqAuth is how one request identifies its session.
+type reqAuth struct {
+	hdr   http.Header
+	query url.Values
+}
+
+func (a reqAuth) loggedIn() bool {
+	return a.hdr.Get("Koji-Session-Id") != "" || a.query.Get("session-id") != ""
 }
 
 // New returns a client for the hub at serverURL (e.g.
@@ -312,8 +326,8 @@ func (c *Client) call(ctx context.Context, subpath, method string, args []any, r
 		c.callMu.Lock()
 		defer c.callMu.Unlock()
 	}
-	hdr := c.sessionHeaders()
-	v, err := c.send(ctx, subpath, method, body.Bytes(), hdr, c.retryAllowed(hdr, method))
+	auth := c.sessionAuth()
+	v, err := c.send(ctx, subpath, method, body.Bytes(), auth, c.retryAllowed(auth, method))
 	if renew && errors.Is(err, ErrAuthExpired) {
 		c.mu.Lock()
 		relog := c.relog
@@ -323,41 +337,49 @@ func (c *Client) call(ctx context.Context, subpath, method string, args []any, r
 			if rerr := relog(ctx); rerr != nil {
 				return nil, fmt.Errorf("koji: renewing expired session: %w (after %w)", rerr, err)
 			}
-			hdr = c.sessionHeaders()
-			v, err = c.send(ctx, subpath, method, body.Bytes(), hdr, c.retryAllowed(hdr, method))
+			auth = c.sessionAuth()
+			v, err = c.send(ctx, subpath, method, body.Bytes(), auth, c.retryAllowed(auth, method))
 		}
 	}
 	return v, err
 }
 
-func (c *Client) retryAllowed(hdr http.Header, method string) bool {
+func (c *Client) retryAllowed(auth reqAuth, method string) bool {
 	if method == "logout" {
 		return false
 	}
-	return hdr.Get("Koji-Session-Id") != "" || c.retry.Anonymous
+	return auth.loggedIn() || c.retry.Anonymous
 }
 
-// sessionHeaders returns the session headers of the next request, taking
-// the next callnum.
-func (c *Client) sessionHeaders() http.Header {
-	h := http.Header{}
+// sessionAuth returns the session identification of the next request,
+// taking the next callnum.
+func (c *Client) sessionAuth() reqAuth {
+	a := reqAuth{hdr: http.Header{}, query: url.Values{}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sess != nil {
-		h.Set("Koji-Session-Id", strconv.FormatInt(c.sess.id, 10))
-		h.Set("Koji-Session-Key", c.sess.key)
-		h.Set("Koji-Session-Callnum", strconv.FormatInt(c.sess.callnum, 10))
-		c.sess.callnum++
+	if c.sess == nil {
+		return a
 	}
-	return h
+	id, cn := strconv.FormatInt(c.sess.id, 10), strconv.FormatInt(c.sess.callnum, 10)
+	c.sess.callnum++
+	if c.sess.headerAuth {
+		a.hdr.Set("Koji-Session-Id", id)
+		a.hdr.Set("Koji-Session-Key", c.sess.key)
+		a.hdr.Set("Koji-Session-Callnum", cn)
+	} else {
+		a.query.Set("session-id", id)
+		a.query.Set("session-key", c.sess.key)
+		a.query.Set("callnum", cn)
+	}
+	return a
 }
 
 // send posts body, retrying transport errors per the policy.
-func (c *Client) send(ctx context.Context, subpath, method string, body []byte, hdr http.Header, retry bool) (any, error) {
+func (c *Client) send(ctx context.Context, subpath, method string, body []byte, auth reqAuth, retry bool) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.retry.Deadline)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		v, err := c.post(ctx, subpath, "", method, "text/xml", bytes.NewReader(body), int64(len(body)), hdr)
+		v, err := c.post(ctx, subpath, nil, method, "text/xml", bytes.NewReader(body), int64(len(body)), auth)
 		if err == nil {
 			return v, nil
 		}
@@ -396,18 +418,25 @@ func retryable(err error) bool {
 }
 
 // post sends one HTTP request and decodes the XML-RPC answer.
-func (c *Client) post(ctx context.Context, subpath, rawQuery, method, ctype string, body io.Reader, size int64, hdr http.Header) (any, error) {
+func (c *Client) post(ctx context.Context, subpath string, query url.Values, method, ctype string, body io.Reader, size int64, auth reqAuth) (any, error) {
 	u := *c.base
 	if subpath != "" {
 		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + subpath
 	}
-	u.RawQuery = rawQuery
+	q := url.Values{}
+	for k, v := range query {
+		q[k] = v
+	}
+	for k, v := range auth.query {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
 	if err != nil {
 		return nil, &TransportError{Method: method, Err: err}
 	}
 	req.ContentLength = size
-	for k, vs := range hdr {
+	for k, vs := range auth.hdr {
 		req.Header[k] = vs
 	}
 	req.Header.Set("Content-Type", ctype)

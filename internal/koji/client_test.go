@@ -371,3 +371,28 @@ func TestSubsession(t *testing.T) {
 		t.Errorf("call on a closed subsession: %v", err)
 	}
 }
+
+// TestLegacyHubSessions: a hub that does not announce header-auth gets the
+// session in the query string, as Koji's own client does.
+func TestLegacyHubSessions(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{LegacySessions: true})
+	hub.AddUser("alice", "secret")
+	c, _ := koji.New(hub.URL, koji.Options{Retry: fastRetry, UploadChunkSize: 4})
+	ctx := context.Background()
+	if err := c.Login(ctx, "alice", "secret"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Call(ctx, "getLoggedInUser")
+	if err != nil || v == nil || v.(map[string]any)["name"] != "alice" {
+		t.Fatalf("getLoggedInUser = %v, %v", v, err)
+	}
+	if err := c.ExclusiveSession(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := sessionCallnum(t, c); got != int64(1) {
+		t.Errorf("stored callnum = %v, want 1", got)
+	}
+	if _, err := c.Upload(ctx, "legacy", "f.txt", strings.NewReader("hello world"), 11, nil); err != nil {
+		t.Fatal(err)
+	}
+}

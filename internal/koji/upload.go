@@ -227,8 +227,7 @@ func (c *Client) uploadChunk(ctx context.Context, dir, name string, offset int64
 	if overwrite {
 		q.Set("overwrite", "1")
 	}
-	hdr := c.sessionHeaders()
-	v, err := c.post(ctx, "", q.Encode(), "rawUpload", "application/octet-stream", bytes.NewReader(chunk), int64(len(chunk)), hdr)
+	v, err := c.post(ctx, "", q, "rawUpload", "application/octet-stream", bytes.NewReader(chunk), int64(len(chunk)), c.sessionAuth())
 	if err != nil {
 		return err
 	}

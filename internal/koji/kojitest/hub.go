@@ -97,6 +97,7 @@ type Hub struct {
 	injections  []Injection
 	calls       []string
 	expireAfter time.Duration
+	legacy      bool
 	now         func() time.Time
 	negotiate   func(token []byte) (string, bool)
 	fileLocks   map[string]bool
@@ -125,6 +126,10 @@ type Options struct {
 	TLS bool
 	// ClientCAs verifies client certificates for sslLogin.
 	ClientCAs *x509.CertPool
+	// LegacySessions behaves like a hub older than Koji 1.30: logins do not
+	// announce "header-auth" and Koji-Session-* headers are ignored, so
+	// sessions must travel in the query string.
+	LegacySessions bool
 	// SessionLifetime makes sessions expire (AuthExpired) this long after
 	// login or renewal. Zero means never (tests expire them with
 	// ExpireSessions).
@@ -152,6 +157,7 @@ func New(t testing.TB, opts Options) *Hub {
 		nextID:      1,
 		nextTask:    1,
 		expireAfter: opts.SessionLifetime,
+		legacy:      opts.LegacySessions,
 		now:         time.Now,
 	}
 	for i, ch := range []string{"default", "createrepo", "maven", "livecd", "appliance", "vm", "image", "livemedia"} {
@@ -381,6 +387,9 @@ func (h *Hub) lookupSession(r *http.Request, method string) (*session, *int64, e
 	if cn == "" {
 		cn = r.Header.Get("Koji-Callnum")
 	}
+	if h.legacy {
+		sid, skey, cn = "", "", ""
+	}
 	if sid == "" {
 		// Without headers the session is in the query string (legacy, and
 		// how raw uploads look to the hub, their query being non-empty).
@@ -558,13 +567,21 @@ func (c *call) login(u *User, authtype int) (any, error) {
 		c.sess.expired = false
 		c.sess.start = h.now()
 		c.commit = true
-		return map[string]any{"session-id": c.sess.id, "session-key": c.sess.key, "header-auth": true}, nil
+		return h.sessionInfo(c.sess), nil
 	}
 	s := &session{id: h.nextSession, key: newKey(u.ID), user: u, authtype: authtype, start: h.now()}
 	h.nextSession++
 	h.sessions[s.id] = s
 	c.commit = true
-	return map[string]any{"session-id": s.id, "session-key": s.key, "header-auth": true}, nil
+	return h.sessionInfo(s), nil
+}
+
+func (h *Hub) sessionInfo(s *session) map[string]any {
+	m := map[string]any{"session-id": s.id, "session-key": s.key}
+	if !h.legacy {
+		m["header-auth"] = true
+	}
+	return m
 }
 
 // sslLogin handles certificate and GSSAPI logins.
