@@ -160,7 +160,7 @@ func (c *Client) Subsession(ctx context.Context) (*Client, error) {
 		return nil, err
 	}
 	sub := &Client{base: c.base, http: c.http, log: c.log, retry: c.retry, chunk: c.chunk, para: c.para,
-		verify: c.verify, nowFn: c.nowFn, sleepF: c.sleepF}
+		verify: c.verify, sleepF: c.sleepF}
 	sub.SetSession(res.SessionID, res.SessionKey)
 	return sub, nil
 }

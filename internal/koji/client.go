@@ -123,7 +123,6 @@ type Client struct {
 	callMu sync.Mutex // serialises session calls: callnums reach the hub in order
 	sess   *session
 	relog  func(ctx context.Context) error // renews an expired session
-	nowFn  func() time.Time
 	sleepF func(ctx context.Context, d time.Duration) error
 }
 
@@ -191,7 +190,6 @@ func New(serverURL string, opts Options) (*Client, error) {
 		chunk:  chunk,
 		para:   para,
 		verify: opts.UploadVerify,
-		nowFn:  time.Now,
 		sleepF: func(ctx context.Context, d time.Duration) error {
 			if d <= 0 {
 				return ctx.Err()

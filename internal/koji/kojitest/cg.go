@@ -545,7 +545,6 @@ func (c *call) cgImport() (any, error) {
 		return nil, keyError("output")
 	}
 	var prepared []*output
-	hasArchive := false
 	for _, o := range outs {
 		om, ok := o.(map[string]any)
 		if !ok {
@@ -613,7 +612,6 @@ func (c *call) cgImport() (any, error) {
 		case "rpm":
 			return nil, generic("kojitest does not import rpm outputs: %s", out.filename)
 		default:
-			hasArchive = true
 			oe, _ := om["extra"].(map[string]any)
 			var found []string
 			var info any
@@ -653,11 +651,9 @@ func (c *call) cgImport() (any, error) {
 					return nil, err
 				}
 			}
-			tn, ok := archiveType(out.filename)
-			if !ok {
+			if _, ok := archiveType(out.filename); !ok {
 				return nil, generic("unsupported file extension: %s", out.filename)
 			}
-			_ = tn
 			out.extra = oe
 		}
 		prepared = append(prepared, out)
@@ -667,7 +663,6 @@ func (c *call) cgImport() (any, error) {
 			return nil, generic("Buildroot id not used in output: %s", id)
 		}
 	}
-	_ = hasArchive
 
 	// check_build_dir
 	bdir := filepath.Join(h.Dir, "packages", name, version, release)
@@ -714,7 +709,7 @@ func (c *call) cgImport() (any, error) {
 			h.archives = append(h.archives, &archive{
 				id: len(h.archives) + 1, buildID: b.id, buildroot: brIndex[fmt.Sprint(out.brID)],
 				filename: out.filename, size: out.size, checksum: out.checksum, ctype: out.ctype,
-				btype: out.btype, typeName: must(archiveType(out.filename)), arch: out.arch,
+				btype: out.btype, typeName: typeName(out.filename), arch: out.arch,
 				extra: out.extra, metaOnly: out.metaOnly,
 			})
 			if out.metaOnly {
@@ -741,7 +736,11 @@ func (c *call) cgImport() (any, error) {
 	return h.buildInfo(b), nil
 }
 
-func must(s string, _ bool) string { return s }
+// typeName is the archive type of a file already known to have one.
+func typeName(filename string) string {
+	t, _ := archiveType(filename)
+	return t
+}
 
 func checkComponents(comps []any) error {
 	for _, co := range comps {
@@ -805,7 +804,7 @@ func (h *Hub) buildInfo(b *build) map[string]any {
 	var cgID, cgName, task, extra any
 	if b.cg != "" {
 		cgName = b.cg
-		cgID = int64(len(b.cg))
+		cgID = h.cgIDs[b.cg]
 	}
 	if b.taskID != 0 {
 		task = b.taskID

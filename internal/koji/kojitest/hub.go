@@ -103,6 +103,7 @@ type Hub struct {
 	fileLocks   map[string]bool
 
 	cgs        map[string]map[int]bool
+	cgIDs      map[string]int
 	builds     map[int]*build
 	buildByNVR map[string]int
 	archives   []*archive
@@ -147,6 +148,7 @@ func New(t testing.TB, opts Options) *Hub {
 		sessions:    map[int64]*session{},
 		nextSession: 1,
 		cgs:         map[string]map[int]bool{},
+		cgIDs:       map[string]int{},
 		builds:      map[int]*build{},
 		buildByNVR:  map[string]int{},
 		tags:        map[int]*tag{},
@@ -202,6 +204,7 @@ func (h *Hub) AddContentGenerator(cg string, users ...string) {
 	defer h.mu.Unlock()
 	if h.cgs[cg] == nil {
 		h.cgs[cg] = map[int]bool{}
+		h.cgIDs[cg] = len(h.cgIDs) + 1
 	}
 	for _, n := range users {
 		h.cgs[cg][h.userByName[n].ID] = true

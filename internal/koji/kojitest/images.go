@@ -103,7 +103,7 @@ func (c *call) completeImageBuild(ho *host) (any, error) {
 				return nil, generic("Error importing archive file, %v", err)
 			}
 			c.h.archives = append(c.h.archives, &archive{id: len(c.h.archives) + 1, buildID: b.id, filename: f, size: size,
-				checksum: sum, ctype: 2, btype: "image", typeName: must(archiveType(f)), arch: r.arch})
+				checksum: sum, ctype: 2, btype: "image", typeName: typeName(f), arch: r.arch})
 			b.hasArchives = true
 		}
 		entries, _ := os.ReadDir(src)
