@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 )
 
 // LoginResult is what login and sslLogin return.
@@ -38,7 +41,12 @@ func (c *Client) SSLLogin(ctx context.Context) error {
 		if renew {
 			args = []any{Kwargs{"renew": true}}
 		}
-		return c.doLogin(ctx, "ssllogin", "sslLogin", args)
+		err := c.doLogin(ctx, "ssllogin", "sslLogin", args)
+		var te *TransportError
+		if errors.As(err, &te) && te.StatusCode == http.StatusForbidden && strings.Contains(te.Err.Error(), "Post-Handshake") {
+			return fmt.Errorf("%w (the hub asks for the certificate after the handshake, which Go can only answer by TLS 1.2 renegotiation: do not allow TLS 1.3)", err)
+		}
+		return err
 	}
 	return c.startSession(ctx, login)
 }

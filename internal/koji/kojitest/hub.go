@@ -98,6 +98,7 @@ type Hub struct {
 	calls       []string
 	expireAfter time.Duration
 	legacy      bool
+	proxyCert   bool
 	now         func() time.Time
 	negotiate   func(token []byte) (string, bool)
 	fileLocks   map[string]bool
@@ -127,6 +128,11 @@ type Options struct {
 	TLS bool
 	// ClientCAs verifies client certificates for sslLogin.
 	ClientCAs *x509.CertPool
+	// ProxyClientCert takes sslLogin's certificate check from the headers
+	// X-Ssl-Client-Verify and X-Ssl-Client-S-Dn-Cn, set by a TLS-terminating
+	// httpd in front of the hub (as mod_ssl's SSL_CLIENT_VERIFY and
+	// SSL_CLIENT_S_DN_CN reach the real hub). Only for such test setups.
+	ProxyClientCert bool
 	// LegacySessions behaves like a hub older than Koji 1.30: logins do not
 	// announce "header-auth" and Koji-Session-* headers are ignored, so
 	// sessions must travel in the query string.
@@ -160,6 +166,7 @@ func New(t testing.TB, opts Options) *Hub {
 		nextTask:    1,
 		expireAfter: opts.SessionLifetime,
 		legacy:      opts.LegacySessions,
+		proxyCert:   opts.ProxyClientCert,
 		now:         time.Now,
 	}
 	for i, ch := range []string{"default", "createrepo", "maven", "livecd", "appliance", "vm", "image", "livemedia"} {
@@ -609,6 +616,14 @@ func (c *call) sslLogin() (any, error) {
 		}
 		name, _, _ = strings.Cut(p, "@")
 		authtype = 3
+	} else if h.proxyCert {
+		if v := c.r.Header.Get("X-Ssl-Client-Verify"); v != "SUCCESS" {
+			return nil, authError("could not verify client: %s", v)
+		}
+		name = c.r.Header.Get("X-Ssl-Client-S-Dn-Cn")
+		if name == "" || name == "(null)" {
+			return nil, authError("unable to get user information (CN) from client certificate")
+		}
 	} else {
 		if !strings.HasSuffix(c.r.URL.Path, "/ssllogin") || c.r.TLS == nil || len(c.r.TLS.VerifiedChains) == 0 {
 			return nil, authError("could not verify client: NONE")
