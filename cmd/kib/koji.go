@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -317,7 +318,14 @@ func runKojiImport(ctx context.Context, o *kojiImportOptions, args []string, std
 			files = append(files, koji.UploadFile{Path: s, Name: names[i] + strings.TrimPrefix(filepath.Base(s), filepath.Base(li.image))})
 		}
 	}
-	uploaded, err := c.UploadFiles(ctx, dir, files, nil)
+	var mu sync.Mutex
+	uploaded, err := c.UploadFiles(ctx, dir, files, func(p koji.UploadProgress) {
+		if p.Sent == p.Total {
+			mu.Lock()
+			fmt.Fprintf(stderr, "uploaded %s (%d bytes)\n", p.Name, p.Total)
+			mu.Unlock()
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("uploading to %s: %w", dir, err)
 	}

@@ -69,7 +69,7 @@ func TestKojiImport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "imported build 1 debian-cloud-12-1 (2 images)") {
+	if !strings.Contains(out, "imported build 1 debian-cloud-12-1 (2 images)") || !strings.Contains(out, "uploaded debian-cloud-12-1.x86_64.qcow2 (5000 bytes)") {
 		t.Errorf("output %q", out)
 	}
 	bdir := filepath.Join(hub.Dir, "packages", "debian-cloud", "12", "1")
