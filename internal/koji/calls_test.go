@@ -421,3 +421,82 @@ func TestFailAndRefuseTask(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestImageBuildFailures covers the failure paths of a task-based image
+// build: unsupported files, failBuild while the task is open, scratch
+// results, and cancelling a task with its children.
+func TestImageBuildFailures(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	ctx := context.Background()
+	hub.AddUser("alice", "pw")
+	hub.AddHost("builder1", "hostpw", []string{"x86_64"}, "image")
+	parent := int64(hub.MakeTask("alice", "imageBuilderBuild", []any{"t"}, "image", "noarch"))
+	c, _ := koji.New(hub.URL, koji.Options{Retry: fastRetry})
+	if err := c.Login(ctx, "builder1", "hostpw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ExclusiveSession(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OpenTask(ctx, parent); err != nil {
+		t.Fatal(err)
+	}
+	build, err := c.InitImageBuild(ctx, parent, koji.NVR{Name: "img", Version: "2", Release: "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := c.Subtask(ctx, "imageBuilderBuildArch", []any{"x86_64"}, parent, koji.SubtaskOpts{Label: "x86_64", Kwargs: map[string]any{"scratch": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.GetTaskInfo(ctx, child, true)
+	if err != nil || info.Arch != "noarch" || *info.Parent != parent {
+		t.Fatalf("child %+v %v", info, err)
+	}
+	if req := info.Request.([]any); len(req) != 2 || req[1].(map[string]any)["__starstar"] != true {
+		t.Errorf("child request %v: kwargs must be the trailing __starstar struct", req)
+	}
+	if _, err := c.OpenTask(ctx, child); err != nil {
+		t.Fatal(err)
+	}
+	dir := "tasks/" + itoa(child%10000) + "/" + itoa(child)
+	for name, data := range map[string]string{"img.ami": "ami", "img.qcow2": "qcow", "build.log": "log"} {
+		if _, err := c.Upload(ctx, dir, name, strings.NewReader(data), int64(len(data)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := map[int64]koji.ImageBuildResult{child: {TaskID: child, Arch: "x86_64", Files: []string{"img.ami"}}}
+	if err := c.CompleteImageBuild(ctx, parent, build.ID, bad); !errors.Is(err, koji.ErrBuild) || !strings.Contains(err.Error(), "Unsupported file type") {
+		t.Errorf("completeImageBuild with .ami: %v, want BuildError", err)
+	}
+	scratch := map[int64]koji.ImageBuildResult{child: {TaskID: child, Arch: "x86_64", Files: []string{"img.qcow2"}, Logs: []string{"build.log"}}}
+	if err := c.MoveImageBuildToScratch(ctx, parent, scratch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(hub.Dir, "scratch", "alice", "task_"+itoa(child), "img.qcow2")); err != nil {
+		t.Errorf("scratch result: %v", err)
+	}
+	if err := c.FailBuild(ctx, parent, build.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.FailBuild(ctx, parent, build.ID); err == nil {
+		t.Error("failing a failed build succeeded")
+	}
+	if got, _ := c.GetBuild(ctx, build.ID); got.State != koji.BuildFailed {
+		t.Errorf("build state %d, want FAILED", got.State)
+	}
+	// The task owner cancels the parent; the child goes with it.
+	alice, _ := koji.New(hub.URL, koji.Options{Retry: fastRetry})
+	if err := alice.Login(ctx, "alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Call(ctx, "cancelTask", parent); err != nil {
+		t.Fatal(err)
+	}
+	if hub.TaskState(int(parent)) != koji.TaskCanceled || hub.TaskState(int(child)) != koji.TaskCanceled {
+		t.Errorf("states after cancel: %d %d", hub.TaskState(int(parent)), hub.TaskState(int(child)))
+	}
+	if _, err := alice.GetTaskResult(ctx, parent); err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Errorf("result of a canceled task: %v", err)
+	}
+}
