@@ -141,3 +141,24 @@ func TestKojiFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// An image changed after the local build (same size, other bytes) is caught
+// by the hub at CGImport, where the digest from build-info.json is checked.
+func TestKojiImportCatchesChangedImage(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	hub.AddUser("kib", "pw")
+	hub.AddContentGenerator("kib", "kib")
+	t.Setenv("KIB_KOJI_PASSWORD", "pw")
+	dir := writeExport(t, t.TempDir(), "qcow2", "disk.qcow2", "qcow2", []byte("original"))
+	if err := os.WriteFile(filepath.Join(dir, "disk.qcow2"), []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runKib(t, "koji", "import", "--server", hub.URL, "--user", "kib", "--name", "img", "--version", "1", "--release", "1", dir)
+	if err == nil || !strings.Contains(err.Error(), "File checksum mismatch") {
+		t.Fatalf("err = %v, want the hub's checksum mismatch", err)
+	}
+	c, _ := koji.New(hub.URL, koji.Options{})
+	if b, err := c.GetBuild(context.Background(), "img-1-1"); err != nil || b.State != koji.BuildFailed {
+		t.Errorf("build after a failed import: %+v %v", b, err)
+	}
+}

@@ -37,6 +37,11 @@ type UploadResult struct {
 type UploadFile struct {
 	Path string // local file
 	Name string // name on the hub; the base name of Path if empty
+	// SHA256, if known (e.g. from the local build's build-info.json), spares
+	// hashing the file on the client. It is still verified on the hub: by
+	// the final checkUpload with UploadVerifySHA256, else by CGImport, which
+	// checks every output's digest.
+	SHA256 string
 }
 
 // ErrUploadMismatch is wrapped by errors about the hub holding other bytes
@@ -60,6 +65,14 @@ func UniqueUploadDir(prefix string) string {
 // and with UploadVerifySHA256 its sha256, are compared with what was sent.
 // progress, if not nil, is called after each chunk.
 func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, size int64, progress func(UploadProgress)) (*UploadResult, error) {
+	return c.upload(ctx, dir, name, src, size, "", progress)
+}
+
+// upload is Upload with an optional known sha256 (hex) of the content.
+func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, size int64, knownSHA256 string, progress func(UploadProgress)) (*UploadResult, error) {
+	if knownSHA256 != "" && !isHexSHA256(knownSHA256) {
+		return nil, fmt.Errorf("koji: upload %s: sha256 %q is not 64 lower-case hex digits", name, knownSHA256)
+	}
 	if name == "" || strings.Contains(name, "/") || strings.HasPrefix(name, ".") {
 		return nil, fmt.Errorf("koji: upload name %q: must be a bare file name not starting with '.'", name)
 	}
@@ -110,7 +123,7 @@ func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 		}()
 		go func() {
 			defer wg.Done()
-			if hashed == offset {
+			if knownSHA256 == "" && hashed == offset {
 				sum.Write(chunk)
 				hashed += int64(len(chunk))
 			}
@@ -169,7 +182,10 @@ func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 			cur, n = 1-cur, nextN
 		}
 	}
-	want := hex.EncodeToString(sum.Sum(nil))
+	want := knownSHA256
+	if want == "" {
+		want = hex.EncodeToString(sum.Sum(nil))
+	}
 	var info struct {
 		Size      int64  `json:"size"`
 		HexDigest string `json:"hexdigest"`
@@ -250,6 +266,11 @@ func (c *Client) uploadChunk(ctx context.Context, dir, name string, offset int64
 // UploadPath uploads a local file to <dir>/<name> (name defaults to the base
 // name of path).
 func (c *Client) UploadPath(ctx context.Context, dir, path, name string, progress func(UploadProgress)) (*UploadResult, error) {
+	return c.uploadPath(ctx, dir, UploadFile{Path: path, Name: name}, progress)
+}
+
+func (c *Client) uploadPath(ctx context.Context, dir string, uf UploadFile, progress func(UploadProgress)) (*UploadResult, error) {
+	path, name := uf.Path, uf.Name
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("koji: upload: %w", err)
@@ -262,7 +283,19 @@ func (c *Client) UploadPath(ctx context.Context, dir, path, name string, progres
 	if name == "" {
 		name = filepath.Base(path)
 	}
-	return c.Upload(ctx, dir, name, f, st.Size(), progress)
+	return c.upload(ctx, dir, name, f, st.Size(), uf.SHA256, progress)
+}
+
+func isHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // UploadFiles uploads files into dir, at most Options.UploadParallel at a
@@ -299,7 +332,7 @@ func (c *Client) UploadFiles(ctx context.Context, dir string, files []UploadFile
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r, err := c.UploadPath(ctx, dir, f.Path, f.Name, progress)
+			r, err := c.uploadPath(ctx, dir, f, progress)
 			if err != nil {
 				once.Do(func() { firstErr = err; cancel() })
 				return

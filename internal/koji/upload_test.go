@@ -159,3 +159,35 @@ func TestUploadFilesParallel(t *testing.T) {
 		t.Error("missing local file uploaded")
 	}
 }
+
+func TestUploadKnownSHA256(t *testing.T) {
+	b := setup(t, koji.Options{UploadChunkSize: 1000})
+	ctx := context.Background()
+	local := filepath.Join(t.TempDir(), "disk.raw")
+	data := randomBytes(5000, 5)
+	if err := os.WriteFile(local, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	good := hex.EncodeToString(sum[:])
+	for _, tt := range []struct {
+		name, sha, want string
+	}{
+		{"right digest", good, ""},
+		{"wrong digest is caught by the hub", strings.Repeat("0", 64), "upload verification failed"},
+		{"not a digest", "XYZ", "not 64 lower-case hex digits"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := b.client.UploadFiles(ctx, koji.UniqueUploadDir("k"), []koji.UploadFile{{Path: local, SHA256: tt.sha}}, nil)
+			if tt.want == "" {
+				if err != nil || res[0].SHA256 != good {
+					t.Fatalf("%+v %v", res, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
