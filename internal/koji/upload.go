@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/adler32"
 	"io"
 	"net/url"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kib-project/kib/internal/adler"
 )
 
 // UploadProgress reports the state of one file's upload.
@@ -117,7 +118,7 @@ func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			sum32 = adler32.Checksum(chunk)
+			sum32 = adler.Checksum(chunk)
 			close(adlerDone)
 			nextN, nextErr = read(bufs[1-cur], nextStart)
 		}()
@@ -230,7 +231,7 @@ func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64,
 	if info.Size < acked {
 		return false, fmt.Errorf("koji: upload %s: %w: hub has %d bytes, %d were confirmed", name, ErrUploadMismatch, info.Size, acked)
 	}
-	return info.Size == acked+int64(len(chunk)) && info.HexDigest == fmt.Sprintf("%08x", adler32.Checksum(chunk)), nil
+	return info.Size == acked+int64(len(chunk)) && info.HexDigest == fmt.Sprintf("%08x", adler.Checksum(chunk)), nil
 }
 
 // uploadChunk POSTs one chunk and checks the hub's size and adler32.

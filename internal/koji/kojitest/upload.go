@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/adler32"
 	"io"
 	"io/fs"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kib-project/kib/internal/adler"
 	"github.com/kib-project/kib/internal/koji"
 )
 
@@ -81,7 +81,7 @@ func (h *Hub) uploadPath(s *session, reldir, name string, create bool) (string, 
 func newHash(kind string) (hash.Hash, error) {
 	switch kind {
 	case "adler32":
-		return adler32.New(), nil
+		return adler.New(), nil
 	case "md5":
 		return md5.New(), nil
 	case "sha256":
