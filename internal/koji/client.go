@@ -38,6 +38,13 @@ type RetryPolicy struct {
 	// Anonymous also retries calls made without a session (Koji's
 	// anon_retry). The default is false.
 	Anonymous bool
+	// OfflineRetry retries calls the hub refuses with ServerOffline (1014),
+	// every OfflineInterval, within Deadline (Koji's offline_retry, which
+	// kojid turns on). The default is false: the fault is returned.
+	OfflineRetry bool
+	// OfflineInterval is the wait between offline retries. The default is
+	// 20s (Koji's offline_retry_interval).
+	OfflineInterval time.Duration
 }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
@@ -55,6 +62,9 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	}
 	if p.Deadline <= 0 {
 		p.Deadline = 10 * time.Minute
+	}
+	if p.OfflineInterval <= 0 {
+		p.OfflineInterval = 20 * time.Second
 	}
 	return p
 }
@@ -385,6 +395,14 @@ func (c *Client) send(ctx context.Context, subpath, method string, body []byte, 
 		if errors.As(err, &f) {
 			if attempt > 1 && f.Code == CodeRetry {
 				return nil, fmt.Errorf("koji: %s: %w: %w", method, ErrCommitted, err)
+			}
+			if f.Code == CodeServerOffline && c.retry.OfflineRetry {
+				c.log.DebugContext(ctx, "koji hub offline, waiting", "method", method, "wait", c.retry.OfflineInterval)
+				if serr := c.sleepF(ctx, c.retry.OfflineInterval); serr != nil {
+					return nil, fmt.Errorf("%w (waiting for the hub stopped: %w)", err, serr)
+				}
+				attempt = 0 // like Koji, an offline hub does not use up retries
+				continue
 			}
 			return nil, err
 		}

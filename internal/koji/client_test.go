@@ -396,3 +396,22 @@ func TestLegacyHubSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestOfflineRetry(t *testing.T) {
+	policy := fastRetry
+	policy.OfflineRetry, policy.OfflineInterval = true, time.Millisecond
+	b := setup(t, koji.Options{Retry: policy})
+	for range 3 {
+		b.hub.Inject(kojitest.Injection{Method: "getKojiVersion", Fault: &koji.Fault{Code: koji.CodeServerOffline, String: "server is offline"}})
+	}
+	v, err := b.client.Call(context.Background(), "getKojiVersion")
+	if err != nil || v != kojitest.Version {
+		t.Fatalf("after the hub came back: %v, %v", v, err)
+	}
+	// Without OfflineRetry the fault is returned at once.
+	plain := setup(t, koji.Options{})
+	plain.hub.Inject(kojitest.Injection{Method: "getKojiVersion", Fault: &koji.Fault{Code: koji.CodeServerOffline, String: "server is offline"}})
+	if _, err := plain.client.Call(context.Background(), "getKojiVersion"); !errors.Is(err, koji.ErrServerOffline) {
+		t.Errorf("err = %v, want ServerOffline", err)
+	}
+}
