@@ -102,6 +102,7 @@ func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 	if err != nil {
 		return nil, err
 	}
+chunks:
 	for {
 		chunk := bufs[cur][:n]
 		// While the chunk is sent: its adler32, the running sha256, and
@@ -161,7 +162,7 @@ func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 		// Resend from acked, truncating (overwrite) whatever partial data
 		// the hub has beyond it, unless it already has the whole chunk.
 		overwrite = true
-		skip, rerr := c.resumePoint(ctx, dir, name, acked, chunk)
+		how, rerr := c.resumePoint(ctx, dir, name, acked, chunk)
 		if rerr != nil {
 			var f *Fault
 			if errors.As(rerr, &f) {
@@ -169,13 +170,23 @@ func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 			}
 			continue // transport error again: counted on the next round
 		}
-		if skip {
+		switch how {
+		case resumeRestart:
+			// The hub lost confirmed data: start over (offset 0 with
+			// overwrite truncates whatever is left).
+			c.log.DebugContext(ctx, "koji upload: hub lost confirmed data, restarting", "name", name, "confirmed", acked)
+			acked, hashed = 0, 0
+			sum.Reset()
+			if n, err = read(bufs[cur], 0); err != nil {
+				return nil, err
+			}
+		case resumeSkip:
 			acked = nextStart
 			if progress != nil {
 				progress(UploadProgress{Name: name, Sent: acked, Total: size})
 			}
 			if acked >= size {
-				break
+				break chunks
 			}
 			if nextErr != nil {
 				return nil, nextErr
@@ -211,27 +222,40 @@ func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 	return &UploadResult{Name: name, Size: size, SHA256: want}, nil
 }
 
+// How an upload goes on after a failed chunk.
+const (
+	resumeResend  = iota // send the chunk again (truncating partial data)
+	resumeSkip           // the hub has exactly the chunk: go on after it
+	resumeRestart        // the hub lost confirmed data: start from 0
+)
+
 // resumePoint asks the hub what it has after a failed chunk at offset
-// acked. It reports skip=true when the hub already holds exactly that chunk.
-func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64, chunk []byte) (skip bool, err error) {
-	if len(chunk) == 0 {
-		return false, nil
-	}
+// acked.
+func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64, chunk []byte) (int, error) {
 	v, err := c.Call(ctx, "checkUpload", dir, name, Kwargs{"verify": "adler32", "tail": int64(len(chunk))})
-	if err != nil || v == nil {
-		return false, err
+	if err != nil {
+		return resumeResend, err
+	}
+	if v == nil {
+		if acked > 0 {
+			return resumeRestart, nil
+		}
+		return resumeResend, nil
 	}
 	var info struct {
 		Size      int64  `json:"size"`
 		HexDigest string `json:"hexdigest"`
 	}
 	if err := Convert(v, &info); err != nil {
-		return false, err
+		return resumeResend, err
 	}
-	if info.Size < acked {
-		return false, fmt.Errorf("koji: upload %s: %w: hub has %d bytes, %d were confirmed", name, ErrUploadMismatch, info.Size, acked)
+	switch {
+	case info.Size < acked:
+		return resumeRestart, nil
+	case len(chunk) > 0 && info.Size == acked+int64(len(chunk)) && info.HexDigest == fmt.Sprintf("%08x", adler.Checksum(chunk)):
+		return resumeSkip, nil
 	}
-	return info.Size == acked+int64(len(chunk)) && info.HexDigest == fmt.Sprintf("%08x", adler.Checksum(chunk)), nil
+	return resumeResend, nil
 }
 
 // uploadChunk POSTs one chunk and checks the hub's size and adler32.

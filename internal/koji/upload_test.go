@@ -191,3 +191,30 @@ func TestUploadKnownSHA256(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadRestartsWhenHubLosesData: if the hub no longer has what it
+// confirmed (here the file is removed under it), the upload starts over
+// rather than leaving a hole.
+func TestUploadRestartsWhenHubLosesData(t *testing.T) {
+	b := setup(t, koji.Options{UploadChunkSize: 1000})
+	data := randomBytes(5500, 7)
+	dir := koji.UniqueUploadDir("kib")
+	hubFile := filepath.Join(b.hub.Dir, "work", dir, "f.raw")
+	lost := false
+	res, err := b.client.Upload(context.Background(), dir, "f.raw", bytes.NewReader(data), int64(len(data)), func(p koji.UploadProgress) {
+		if p.Sent == 3000 && !lost {
+			lost = true
+			if err := os.Remove(hubFile); err != nil {
+				t.Error(err)
+			}
+			b.hub.Inject(kojitest.Injection{Method: "rawUpload", Drop: true})
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(hubFile)
+	if err != nil || !bytes.Equal(got, data) || res.Size != 5500 {
+		t.Fatalf("hub has %d bytes (%v), want the 5500 sent", len(got), err)
+	}
+}
