@@ -93,7 +93,11 @@ func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 		if n <= 0 {
 			return 0, nil
 		}
-		if _, err := src.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF)) {
+		m, err := src.ReadAt(buf[:n], off)
+		if m < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: the source is shorter than its size %d", io.ErrUnexpectedEOF, size)
+			}
 			return 0, fmt.Errorf("koji: upload %s: reading at %d: %w", name, off, err)
 		}
 		return n, nil

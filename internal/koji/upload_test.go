@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -216,5 +217,13 @@ func TestUploadRestartsWhenHubLosesData(t *testing.T) {
 	got, err := os.ReadFile(hubFile)
 	if err != nil || !bytes.Equal(got, data) || res.Size != 5500 {
 		t.Fatalf("hub has %d bytes (%v), want the 5500 sent", len(got), err)
+	}
+}
+
+func TestUploadShortSource(t *testing.T) {
+	b := setup(t, koji.Options{UploadChunkSize: 10})
+	_, err := b.client.Upload(context.Background(), "d", "f.raw", bytes.NewReader([]byte("only 18 bytes here")), 30, nil)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("err = %v, want unexpected EOF", err)
 	}
 }
