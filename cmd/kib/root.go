@@ -13,6 +13,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newManifestCmd(),
 		newBuildCmd(),
+		newKojiCmd(),
 	)
 	return root
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/kib-project/kib/internal/blueprint"
+	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/manifest"
@@ -210,12 +211,8 @@ func TestBuildReproducible(t *testing.T) {
 
 func checkBuildInfo(t *testing.T, a Artifact, export, file string) {
 	t.Helper()
-	data, err := os.ReadFile(a.Info)
+	bi, err := buildinfo.Read(a.Info) // validates every field
 	if err != nil {
-		t.Fatal(err)
-	}
-	var bi BuildInfo
-	if err := json.Unmarshal(data, &bi); err != nil {
 		t.Fatal(err)
 	}
 	if bi.Arch != "x86_64" || bi.BootMode != "none" || bi.ExportName != export || bi.ExportFilename != file ||

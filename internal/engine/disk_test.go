@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kib-project/kib/internal/boottest"
+	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/store"
 )
@@ -102,7 +103,7 @@ func checkBuildInfoBoot(t *testing.T, a Artifact, mode string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bi BuildInfo
+	var bi buildinfo.BuildInfo
 	json.Unmarshal(data, &bi)
 	if bi.BootMode != mode || bi.ExportName != "qcow2" || bi.ExportFilename != "disk.qcow2" {
 		t.Errorf("build-info.json = %+v", bi)

@@ -13,33 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/sbom"
 	"github.com/kib-project/kib/internal/version"
 )
-
-// BuildInfo is build-info.json, written beside each image.
-type BuildInfo struct {
-	Arch           string        `json:"arch"`
-	BootMode       string        `json:"boot_mode"`
-	ExportName     string        `json:"export_name"`
-	ExportFilename string        `json:"export_filename"`
-	KibVersion     string        `json:"kib_version"`
-	SHA256         string        `json:"sha256"`
-	Size           int64         `json:"size"`
-	Distro         string        `json:"distro"`
-	ImageType      string        `json:"image_type"`
-	ManifestSHA256 string        `json:"manifest_sha256"`
-	Packages       []PackageInfo `json:"packages"`
-}
-
-// PackageInfo is one installed package in build-info.json.
-type PackageInfo struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Arch    string `json:"arch"`
-	SHA256  string `json:"sha256"`
-}
 
 // SBOMSuffix is appended to an image's file name to name its SBOM, as
 // osbuild-composer names them in Koji (<image>.<purpose>-<pipeline>.spdx.json).
@@ -83,13 +61,13 @@ func (e *Engine) export(ctx context.Context, m *manifest.Manifest, ex manifest.E
 		return Artifact{}, err
 	}
 	msum := sha256.Sum256(canon)
-	info := BuildInfo{
+	info := buildinfo.BuildInfo{
 		Arch: m.Arch, BootMode: ex.BootMode, ExportName: ex.Name, ExportFilename: ex.Filename,
 		KibVersion: version.String(), SHA256: a.SHA256, Size: a.Size, Distro: m.Distro,
 		ImageType: m.ImageType, ManifestSHA256: hex.EncodeToString(msum[:]),
 	}
 	for _, d := range m.Sources.Debs {
-		info.Packages = append(info.Packages, PackageInfo{Name: d.Name, Version: d.Version, Arch: d.Arch, SHA256: d.SHA256})
+		info.Packages = append(info.Packages, buildinfo.Package{Name: d.Name, Version: d.Version, Arch: d.Arch, SHA256: d.SHA256})
 	}
 	ib, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
