@@ -18,6 +18,7 @@ import (
 	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/kojimeta"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/store"
 )
@@ -162,6 +163,12 @@ func TestBuildReproducible(t *testing.T) {
 		t.Errorf("warm rebuild: cached=%v sha %s, want cached and identical", warm.Cached, warm.SHA256)
 	}
 
+	// What the engine writes is what a Koji import reads.
+	for _, a := range []Artifact{tarA, ctrA} {
+		if _, err := kojimeta.ReadBuildInfo(a.Info); err != nil {
+			t.Errorf("kib koji import would reject %s: %v", a.Info, err)
+		}
+	}
 	checkBuildInfo(t, tarA, "archive", "root.tar.xz")
 	checkBuildInfo(t, ctrA, "container", "container.tar")
 	checkSBOM(t, tarA, len(mt.Sources.Debs))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kib-project/kib/internal/boottest"
 	"github.com/kib-project/kib/internal/buildinfo"
+	"github.com/kib-project/kib/internal/kojimeta"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/store"
 )
@@ -66,6 +67,9 @@ func TestDiskImage(t *testing.T) {
 		t.Errorf("disk.qcow2 differs between stores: %s vs %s", qcows[0], qcows[1])
 	}
 	checkBuildInfoBoot(t, image, "hybrid")
+	if _, err := kojimeta.ReadBuildInfo(image.Info); err != nil {
+		t.Errorf("kib koji import would reject %s: %v", image.Info, err)
+	}
 
 	// The customizations, read from the root file system without booting.
 	st, _ := store.Open(filepath.Join(root, "storeA"))
