@@ -57,6 +57,10 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64)
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	h := stages.HybridDisk{Filename: "disk.raw", Size: sizeMiB * stages.MiB, Seed: seed, Source: "os",
 		KernelOptions: "ro console=tty0 console=ttyS0,115200"}
+	// The root tree pipeline's last stage: /etc/fstab for this disk.
+	if err := h.Fstab().Run(ctx, &stages.Env{Tree: tree, SourceDateEpoch: sde, Seed: seed, Arch: "amd64", Log: env.Log}); err != nil {
+		return fmt.Errorf("fstab: %w", err)
+	}
 	plan, err := h.Plan()
 	if err != nil {
 		return err
@@ -91,8 +95,8 @@ func bootAll(ctx context.Context, image, firmwares string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("BOOT %-4s login_prompt %6.1fs shell %6.1fs poweroff %6.1fs state %s failed %d\n", name,
-			res.LoginPrompt.Seconds(), res.Shell.Seconds(), res.PowerOff.Seconds(), res.SystemState, len(res.FailedUnits))
+		fmt.Printf("BOOT %-4s login_prompt %6.1fs shell %6.1fs poweroff %6.1fs state %s failed %v\n", name,
+			res.LoginPrompt.Seconds(), res.Shell.Seconds(), res.PowerOff.Seconds(), res.SystemState, res.FailedUnits)
 	}
 	return nil
 }

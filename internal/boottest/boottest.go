@@ -270,7 +270,8 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	res.Shell = time.Since(start)
 	log.Info("boot: logged in", "elapsed", res.Shell.Round(time.Millisecond))
 	// The markers are split in the command so its echo does not match.
-	if err := send("echo KIB-''STATE; systemctl is-system-running --wait; echo KIB-''FAILED; " +
+	// dmesg -n 1 keeps kernel messages off the console while we read it.
+	if err := send("dmesg -n 1 2>/dev/null; echo KIB-''STATE; systemctl is-system-running --wait; echo KIB-''FAILED; " +
 		"systemctl --failed --no-legend --plain --no-pager; echo KIB-''END\n"); err != nil {
 		return fail("system state", err)
 	}
@@ -278,12 +279,7 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return fail("system state", err)
 	}
-	res.SystemState = strings.TrimSpace(m[1])
-	for line := range strings.Lines(m[2]) {
-		if f := strings.Fields(line); len(f) > 0 {
-			res.FailedUnits = append(res.FailedUnits, f[0])
-		}
-	}
+	res.SystemState, res.FailedUnits = parseReport(m[1], m[2])
 	log.Info("boot: system state", "state", res.SystemState, "failed_units", res.FailedUnits)
 	if _, _, err := con.waitFor(ctx, done, pos, promptRE); err != nil {
 		return fail("shell prompt", err)
@@ -363,4 +359,27 @@ func qemuArgs(opts Options) ([]string, func(), error) {
 	}
 	args = append(args, "-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", opts.Image, format))
 	return args, cleanup, nil
+}
+
+var (
+	stateRE = regexp.MustCompile(`^(initializing|starting|running|degraded|maintenance|stopping|offline|unknown)$`)
+	unitRE  = regexp.MustCompile(`^[^\s\[]+\.(service|socket|mount|automount|swap|target|timer|path|device|scope|slice)$`)
+)
+
+// parseReport reads systemctl's answers, skipping any kernel messages that
+// got onto the console between them.
+func parseReport(state, failed string) (string, []string) {
+	st := "unknown"
+	for line := range strings.Lines(state) {
+		if l := strings.TrimSpace(line); stateRE.MatchString(l) {
+			st = l
+		}
+	}
+	var units []string
+	for line := range strings.Lines(failed) {
+		if f := strings.Fields(line); len(f) > 0 && unitRE.MatchString(f[0]) {
+			units = append(units, f[0])
+		}
+	}
+	return st, units
 }
