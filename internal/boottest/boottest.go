@@ -32,6 +32,7 @@ const (
 	UEFI
 )
 
+// String returns "bios" or "uefi".
 func (f Firmware) String() string {
 	switch f {
 	case BIOS:

@@ -14,6 +14,9 @@ import (
 
 func init() { register[QemuImg]("qemu-img") }
 
+// QemuImg checks its options when the manifest is decoded.
+var _ validator = (*QemuImg)(nil)
+
 // QemuImg converts a raw disk file to qcow2 or to a fixed-size VHD (qemu's
 // "vpc" format) with qemu-img. A VHD's virtual size is the raw size rounded
 // up to 1 MiB, as Azure requires, and its footer's time stamp and UUID
