@@ -24,11 +24,12 @@ func main() {
 	sizeMiB := flag.Uint64("size", 2048, "disk size in MiB")
 	seed := flag.Int64("seed", 1, "seed for every identifier")
 	sde := flag.Int64("sde", 1716163200, "SOURCE_DATE_EPOCH")
+	exports := flag.String("exports", "", "after the qcow2, also time these exports of the raw disk (comma-separated: vpc,gce,xz)")
 	boot := flag.String("boot", "", "after assembly, boot the qcow2 with these firmwares (comma-separated: bios,uefi) and print the times")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *tree, *out, *sizeMiB, *seed, *sde); err != nil {
+	if err := run(ctx, *tree, *out, *sizeMiB, *seed, *sde, *exports); err != nil {
 		fmt.Fprintln(os.Stderr, "diskasm:", err)
 		os.Exit(1)
 	}
@@ -40,7 +41,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64) error {
+func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64, exports string) error {
 	if tree == "" || out == "" {
 		return fmt.Errorf("-tree and -out are required")
 	}
@@ -57,18 +58,39 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64)
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	h := stages.HybridDisk{Filename: "disk.raw", Size: sizeMiB * stages.MiB, Seed: seed, Source: "os",
 		KernelOptions: "ro console=tty0 console=ttyS0,115200"}
+	// The root tree pipeline's last stage: /etc/fstab for this disk.
+	if err := h.Fstab().Run(ctx, &stages.Env{Tree: tree, SourceDateEpoch: sde, Seed: seed, Arch: "amd64", Log: env.Log}); err != nil {
+		return fmt.Errorf("fstab: %w", err)
+	}
 	plan, err := h.Plan()
 	if err != nil {
 		return err
 	}
 	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{InputFilename: "disk.raw", Filename: "disk.qcow2", Format: "qcow2"}})
+	for _, e := range strings.Split(exports, ",") {
+		switch e {
+		case "":
+		case "vpc":
+			plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{InputFilename: "disk.raw", Filename: "disk.vhd", Format: "vpc", UUID: stages.UUIDFromSeed(seed, "vhd")}})
+		case "gce":
+			plan = append(plan, stages.StageSpec{Type: "gce-tar", Options: &stages.GCETar{InputFilename: "disk.raw", Filename: "image.tar.gz"}})
+		case "xz":
+			plan = append(plan, stages.StageSpec{Type: "xz", Options: &stages.XZ{InputFilename: "disk.raw", Filename: "disk.raw.xz"}})
+		default:
+			return fmt.Errorf("-exports: unknown export %q (want vpc, gce or xz)", e)
+		}
+	}
 	total := time.Now()
 	for _, s := range plan {
 		t := time.Now()
 		if err := s.Options.Run(ctx, env); err != nil {
 			return fmt.Errorf("%s: %w", s.Type, err)
 		}
-		fmt.Printf("STAGE %-10s %7.3fs\n", s.Type, time.Since(t).Seconds())
+		name := s.Type
+		if q, ok := s.Options.(*stages.QemuImg); ok {
+			name += ":" + q.Format
+		}
+		fmt.Printf("STAGE %-14s %7.3fs\n", name, time.Since(t).Seconds())
 	}
 	fmt.Printf("TOTAL %-10s %7.3fs\n", "kib", time.Since(total).Seconds())
 	fmt.Printf("ROOT_UUID %s\n", h.RootUUID())
@@ -91,8 +113,8 @@ func bootAll(ctx context.Context, image, firmwares string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("BOOT %-4s login_prompt %6.1fs shell %6.1fs poweroff %6.1fs state %s failed %d\n", name,
-			res.LoginPrompt.Seconds(), res.Shell.Seconds(), res.PowerOff.Seconds(), res.SystemState, len(res.FailedUnits))
+		fmt.Printf("BOOT %-4s login_prompt %6.1fs shell %6.1fs poweroff %6.1fs state %s failed %v\n", name,
+			res.LoginPrompt.Seconds(), res.Shell.Seconds(), res.PowerOff.Seconds(), res.SystemState, res.FailedUnits)
 	}
 	return nil
 }

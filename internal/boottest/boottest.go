@@ -32,6 +32,7 @@ const (
 	UEFI
 )
 
+// String returns "bios" or "uefi".
 func (f Firmware) String() string {
 	switch f {
 	case BIOS:
@@ -271,7 +272,7 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	log.Info("boot: logged in", "elapsed", res.Shell.Round(time.Millisecond))
 	// The markers are split in the command so its echo does not match.
 	// dmesg -n 1 keeps kernel messages off the console while we read it.
-	if err := send("dmesg -n 1; echo KIB-''STATE; systemctl is-system-running --wait; echo KIB-''FAILED; " +
+	if err := send("dmesg -n 1 2>/dev/null; echo KIB-''STATE; systemctl is-system-running --wait; echo KIB-''FAILED; " +
 		"systemctl --failed --no-legend --plain --no-pager; echo KIB-''END\n"); err != nil {
 		return fail("system state", err)
 	}
@@ -279,12 +280,7 @@ func Boot(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return fail("system state", err)
 	}
-	res.SystemState = strings.TrimSpace(withoutKernelLines(m[1]))
-	for line := range strings.Lines(withoutKernelLines(m[2])) {
-		if f := strings.Fields(line); len(f) > 0 {
-			res.FailedUnits = append(res.FailedUnits, f[0])
-		}
-	}
+	res.SystemState, res.FailedUnits = parseReport(m[1], m[2])
 	log.Info("boot: system state", "state", res.SystemState, "failed_units", res.FailedUnits)
 	if _, _, err := con.waitFor(ctx, done, pos, promptRE); err != nil {
 		return fail("shell prompt", err)
@@ -366,9 +362,25 @@ func qemuArgs(opts Options) ([]string, func(), error) {
 	return args, cleanup, nil
 }
 
-// kernelLineRE matches a kernel message on the console ("[  117.99] ...").
-var kernelLineRE = regexp.MustCompile(`(?m)^\s*\[\s*\d+\.\d+\].*(\r?\n|$)`)
+var (
+	stateRE = regexp.MustCompile(`^(initializing|starting|running|degraded|maintenance|stopping|offline|unknown)$`)
+	unitRE  = regexp.MustCompile(`^[^\s\[]+\.(service|socket|mount|automount|swap|target|timer|path|device|scope|slice)$`)
+)
 
-// withoutKernelLines drops kernel messages that the console interleaved with
-// a command's output.
-func withoutKernelLines(s string) string { return kernelLineRE.ReplaceAllString(s, "") }
+// parseReport reads systemctl's answers, skipping any kernel messages that
+// got onto the console between them.
+func parseReport(state, failed string) (string, []string) {
+	st := "unknown"
+	for line := range strings.Lines(state) {
+		if l := strings.TrimSpace(line); stateRE.MatchString(l) {
+			st = l
+		}
+	}
+	var units []string
+	for line := range strings.Lines(failed) {
+		if f := strings.Fields(line); len(f) > 0 && unitRE.MatchString(f[0]) {
+			units = append(units, f[0])
+		}
+	}
+	return st, units
+}

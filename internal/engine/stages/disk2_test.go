@@ -287,6 +287,9 @@ func TestQemuImg(t *testing.T) {
 	if ft.DiskType != VHDFixed || ft.CurrentSize != 4*MiB || ft.OriginalSize != 4*MiB || fi.Size() != 4*MiB+512 {
 		t.Errorf("footer: type %d current %d original %d, file %d; want fixed, 4 MiB, file 4 MiB+512", ft.DiskType, ft.CurrentSize, ft.OriginalSize, fi.Size())
 	}
+	if used := allocated(t, filepath.Join(env.Out, "disk.vhd")); used > MiB {
+		t.Errorf("disk.vhd allocates %d bytes for 8 bytes of data; want it sparse", used)
+	}
 	if ft.CurrentSize%MiB != 0 {
 		t.Errorf("virtual size %d not aligned to 1 MiB", ft.CurrentSize)
 	}

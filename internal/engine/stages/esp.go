@@ -15,6 +15,9 @@ import (
 
 func init() { register[ESP]("esp") }
 
+// ESP checks its options when the manifest is decoded.
+var _ validator = (*ESP)(nil)
+
 // ESP makes a FAT file system inside a partition of the disk file with
 // mkfs.vfat --offset (no copy) and creates directories in it with mtools.
 // mkfs.vfat runs with --invariant and a fixed volume ID, and mtools stamps

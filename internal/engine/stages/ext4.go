@@ -19,6 +19,9 @@ import (
 
 func init() { register[Ext4]("ext4") }
 
+// Ext4 checks its options when the manifest is decoded.
+var _ validator = (*Ext4)(nil)
+
 // mke2fsConf pins mke2fs's defaults (Debian 12's /etc/mke2fs.conf) so the
 // host's configuration cannot change the file system.
 //

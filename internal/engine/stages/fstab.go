@@ -13,6 +13,9 @@ import (
 
 func init() { register[Fstab]("fstab") }
 
+// Fstab checks its options when the manifest is decoded.
+var _ validator = (*Fstab)(nil)
+
 // Fstab writes /etc/fstab into the tree being built, naming each file system
 // by UUID or label so the image does not depend on device names.
 type Fstab struct {

@@ -12,6 +12,9 @@ import (
 
 func init() { register[GCETar]("gce-tar") }
 
+// GCETar checks its options when the manifest is decoded.
+var _ validator = (*GCETar)(nil)
+
 // GCETar packs a raw disk as Google Compute Engine wants it: a gzipped tar
 // holding one file, disk.raw, in GNU tar's oldgnu format with sparse
 // entries. Holes are found by reading the data (--hole-detection=raw), not

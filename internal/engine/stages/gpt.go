@@ -13,6 +13,9 @@ import (
 
 func init() { register[GPT]("gpt") }
 
+// GPT checks its options when the manifest is decoded.
+var _ validator = (*GPT)(nil)
+
 // GPT creates a sparse disk image file of Size bytes in the pipeline's
 // output directory and writes a GUID partition table to it with sfdisk. Every
 // GUID is given, so the table is the same on every build.

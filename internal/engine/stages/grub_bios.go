@@ -11,6 +11,9 @@ import (
 
 func init() { register[GrubBIOS]("grub-bios") }
 
+// GrubBIOS checks its options when the manifest is decoded.
+var _ validator = (*GrubBIOS)(nil)
+
 // Offsets in GRUB's i386-pc boot.img (the MBR code) and core.img
 // (diskboot.img is its first sector), as grub-bios-setup uses them.
 const (

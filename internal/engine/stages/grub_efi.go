@@ -8,6 +8,9 @@ import (
 
 func init() { register[GrubEFI]("grub-efi") }
 
+// GrubEFI checks its options when the manifest is decoded.
+var _ validator = (*GrubEFI)(nil)
+
 // GrubEFI builds a GRUB EFI image (grub-mkimage -O x86_64-efi) that boots
 // the root file system's kernel, and copies it into the ESP at the removable
 // media path /EFI/BOOT/BOOTX64.EFI, so firmware finds it without NVRAM

@@ -14,6 +14,9 @@ import (
 
 func init() { register[QemuImg]("qemu-img") }
 
+// QemuImg checks its options when the manifest is decoded.
+var _ validator = (*QemuImg)(nil)
+
 // QemuImg converts a raw disk file to qcow2 or to a fixed-size VHD (qemu's
 // "vpc" format) with qemu-img. A VHD's virtual size is the raw size rounded
 // up to 1 MiB, as Azure requires, and its footer's time stamp and UUID
@@ -94,11 +97,13 @@ func (o *QemuImg) vpc(ctx context.Context, env *Env, in string, f *os.File) erro
 		return fmt.Errorf("qemu-img: %w", err)
 	}
 	size := (uint64(fi.Size()) + MiB - 1) / MiB * MiB
+	// create makes a sparse all-zero image; --target-is-zero then keeps
+	// convert from writing the raw file's holes out as zeros.
 	if _, err := run(ctx, env, hostcmd.Cmd{Path: "qemu-img", Args: []string{"create", "-q", "-f", "vpc",
 		"-o", "subformat=fixed,force_size=on", f.Name(), fmt.Sprint(size)}}); err != nil {
 		return fmt.Errorf("qemu-img: %w", err)
 	}
-	if _, err := run(ctx, env, hostcmd.Cmd{Path: "qemu-img", Args: []string{"convert", "-n", "-f", "raw", "-O", "vpc", in, f.Name()}}); err != nil {
+	if _, err := run(ctx, env, hostcmd.Cmd{Path: "qemu-img", Args: []string{"convert", "-n", "--target-is-zero", "-f", "raw", "-O", "vpc", in, f.Name()}}); err != nil {
 		return fmt.Errorf("qemu-img: %w", err)
 	}
 	if err := fixVHDFooter(f, env.SourceDateEpoch, o.UUID); err != nil {

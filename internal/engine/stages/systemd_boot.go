@@ -10,6 +10,9 @@ import (
 
 func init() { register[SystemdBoot]("systemd-boot") }
 
+// SystemdBoot checks its options when the manifest is decoded.
+var _ validator = (*SystemdBoot)(nil)
+
 // hostSystemdBoot is systemd-boot's EFI binary on Debian (package
 // systemd-boot-efi), relative to a root.
 const hostSystemdBoot = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"

@@ -11,6 +11,9 @@ import (
 
 func init() { register[XZ]("xz") }
 
+// XZ checks its options when the manifest is decoded.
+var _ validator = (*XZ)(nil)
+
 // XZ compresses a file with xz. It always uses xz's multi-threaded mode with
 // a fixed block size (--threads=+N --block-size=B), whose output does not
 // depend on the number of threads, so builds on machines with different core
