@@ -6,11 +6,13 @@ GO ?= go
 OUT ?= out
 TYPE ?= tar
 
-# Host tools kib drives, by Debian package.
+# Host tools kib drives, by Debian package; krb5-kdc, krb5-admin-server and
+# apache2 serve the Koji login tests against a real KDC and a real httpd.
 HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
 	dosfstools mtools qemu-utils fdisk e2fsprogs \
 	grub-efi-amd64-bin grub-pc-bin grub2-common systemd-boot-efi \
-	qemu-system-x86 ovmf
+	qemu-system-x86 ovmf \
+	krb5-kdc krb5-admin-server apache2
 
 .PHONY: image test deps kib bench vet fuzz
 
@@ -22,6 +24,8 @@ kib:
 
 test: deps
 	$(GO) vet ./...
+	scripts/koji-krb5-test.sh
+	scripts/koji-httpd-test.sh
 	$(GO) test -timeout 60m ./...
 
 # deps installs the missing host packages (as root), or says which are missing.
