@@ -24,12 +24,13 @@ func main() {
 	sizeMiB := flag.Uint64("size", 2048, "disk size in MiB")
 	seed := flag.Int64("seed", 1, "seed for every identifier")
 	sde := flag.Int64("sde", 1716163200, "SOURCE_DATE_EPOCH")
+	efi := flag.String("efi", "grub-efi", "UEFI boot loader: grub-efi or systemd-boot")
 	exports := flag.String("exports", "", "after the qcow2, also time these exports of the raw disk (comma-separated: vpc,gce,xz)")
 	boot := flag.String("boot", "", "after assembly, boot the qcow2 with these firmwares (comma-separated: bios,uefi) and print the times")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *tree, *out, *sizeMiB, *seed, *sde, *exports); err != nil {
+	if err := run(ctx, *tree, *out, *sizeMiB, *seed, *sde, *efi, *exports); err != nil {
 		fmt.Fprintln(os.Stderr, "diskasm:", err)
 		os.Exit(1)
 	}
@@ -41,7 +42,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64, exports string) error {
+func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64, efi, exports string) error {
 	if tree == "" || out == "" {
 		return fmt.Errorf("-tree and -out are required")
 	}
@@ -65,6 +66,17 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64,
 	plan, err := h.Plan()
 	if err != nil {
 		return err
+	}
+	switch efi {
+	case "grub-efi":
+	case "systemd-boot":
+		for i, s := range plan {
+			if g, ok := s.Options.(*stages.GrubEFI); ok {
+				plan[i] = stages.StageSpec{Type: "systemd-boot", Options: &stages.SystemdBoot{Filename: g.Filename, ESPOffset: g.ESPOffset, GrubConfig: g.GrubConfig}}
+			}
+		}
+	default:
+		return fmt.Errorf("-efi: want grub-efi or systemd-boot, got %q", efi)
 	}
 	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{InputFilename: "disk.raw", Filename: "disk.qcow2", Format: "qcow2"}})
 	for _, e := range strings.Split(exports, ",") {
