@@ -8,9 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kib-project/kib/internal/koji"
+	"github.com/kib-project/kib/internal/kojiimport"
 	"github.com/kib-project/kib/internal/kojimeta"
 )
 
@@ -193,91 +192,18 @@ func (o *kojiImportOptions) validate() error {
 	return nil
 }
 
-// localImage is one image of the local build and its files.
-type localImage struct {
-	info     *kojimeta.BuildInfo
-	image    string
-	manifest string
-	sboms    []string
-}
-
-func readLocalImage(arg string) (*localImage, error) {
-	dir := arg
-	st, err := os.Stat(arg)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", arg, err)
-	}
-	if !st.IsDir() {
-		dir = filepath.Dir(arg)
-	}
-	bi, err := kojimeta.ReadBuildInfo(filepath.Join(dir, "build-info.json"))
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", arg, err)
-	}
-	li := &localImage{info: bi, image: filepath.Join(dir, bi.ExportFilename)}
-	if !st.IsDir() && filepath.Base(arg) != bi.ExportFilename {
-		return nil, fmt.Errorf("image %s: build-info.json in %s describes %s", arg, dir, bi.ExportFilename)
-	}
-	ist, err := os.Stat(li.image)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", arg, err)
-	}
-	if ist.Size() != bi.Size {
-		return nil, fmt.Errorf("image %s: size %d differs from build-info.json size %d", li.image, ist.Size(), bi.Size)
-	}
-	if p := li.image + ".manifest.json"; exists(p) {
-		li.manifest = p
-	} else {
-		return nil, fmt.Errorf("image %s: manifest %s is missing", arg, p)
-	}
-	sboms, _ := filepath.Glob(li.image + ".*.spdx.json")
-	li.sboms = sboms
-	return li, nil
-}
-
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// hostOS returns "<ID>-<VERSION_ID>" from /etc/os-release (e.g.
-// "debian-12"), or the Go OS name.
-func hostOS() string {
-	b, err := os.ReadFile("/etc/os-release")
-	if err != nil {
-		return runtime.GOOS
-	}
-	vals := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			vals[k] = strings.Trim(v, `"'`)
-		}
-	}
-	if vals["ID"] == "" {
-		return runtime.GOOS
-	}
-	if vals["VERSION_ID"] == "" {
-		return vals["ID"]
-	}
-	return vals["ID"] + "-" + vals["VERSION_ID"]
-}
-
-var goArch = map[string]string{"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-
 func runKojiImport(ctx context.Context, o *kojiImportOptions, args []string, stdout, stderr io.Writer) (err error) {
 	if err := o.validate(); err != nil {
 		return err
 	}
 	start := time.Now()
-	var images []*localImage
-	var infos []kojimeta.BuildInfo
+	var images []*kojiimport.Image
 	for _, a := range args {
-		li, err := readLocalImage(a)
+		img, err := kojiimport.ReadImage(a)
 		if err != nil {
 			return err
 		}
-		images = append(images, li)
-		infos = append(infos, *li.info)
+		images = append(images, img)
 	}
 	c, err := o.conn.connect(ctx, stderr, o.ChunkSize, o.Parallel)
 	if err != nil {
@@ -294,70 +220,30 @@ func runKojiImport(ctx context.Context, o *kojiImportOptions, args []string, std
 			return fmt.Errorf("choosing the next release: %w", err)
 		}
 	}
-	names, err := kojimeta.ImageFilenames(o.Name, o.Version, release, infos)
-	if err != nil {
-		return err
-	}
-	res, err := c.CGInitBuild(ctx, o.CG, koji.NVR{Name: o.Name, Version: o.Version, Release: release})
-	if err != nil {
-		return fmt.Errorf("reserving %s-%s-%s: %w", o.Name, o.Version, release, err)
-	}
-	defer func() {
-		if err != nil {
-			if rerr := c.CGRefundBuild(context.WithoutCancel(ctx), o.CG, res.BuildID, res.Token, koji.BuildFailed); rerr != nil {
-				fmt.Fprintf(stderr, "kib: refunding build %d: %v\n", res.BuildID, rerr)
-			}
-		}
-	}()
-
-	dir := koji.UniqueUploadDir(o.UploadDir)
-	var files []koji.UploadFile
-	for i, li := range images {
-		// The digests from build-info.json spare hashing on the client;
-		// CGImport has the hub verify them against the uploaded bytes.
-		files = append(files, koji.UploadFile{Path: li.image, Name: names[i], SHA256: li.info.SHA256},
-			koji.UploadFile{Path: li.manifest, Name: names[i] + ".manifest.json", SHA256: li.info.ManifestSHA256})
-		for _, s := range li.sboms {
-			files = append(files, koji.UploadFile{Path: s, Name: names[i] + strings.TrimPrefix(filepath.Base(s), filepath.Base(li.image))})
-		}
-	}
 	var mu sync.Mutex
-	uploaded, err := c.UploadFiles(ctx, dir, files, func(p koji.UploadProgress) {
+	im := &kojiimport.Importer{Client: c, CG: o.CG, UploadDir: o.UploadDir, Progress: func(p koji.UploadProgress) {
 		if p.Sent == p.Total {
 			mu.Lock()
 			fmt.Fprintf(stderr, "uploaded %s (%d bytes)\n", p.Name, p.Total)
 			mu.Unlock()
 		}
-	})
-	if err != nil {
-		return fmt.Errorf("uploading to %s: %w", dir, err)
-	}
-	byName := map[string]kojimeta.File{}
-	for _, u := range uploaded {
-		byName[u.Name] = kojimeta.File{Filename: u.Name, Size: u.Size, SHA256: u.SHA256}
-	}
-	in := kojimeta.Input{Name: o.Name, Version: o.Version, Release: release, BuildID: res.BuildID, TaskID: o.TaskID,
-		Start: start, End: time.Now(), HostOS: hostOS(), HostArch: goArch[runtime.GOARCH]}
-	if in.HostArch == "" {
-		in.HostArch = runtime.GOARCH
-	}
-	in.Defaults()
-	for i, li := range images {
-		img := byName[names[i]]
-		mf := byName[names[i]+".manifest.json"]
-		im := kojimeta.Image{Info: *li.info, Image: img, Manifest: &mf}
-		for _, s := range li.sboms {
-			im.SBOMs = append(im.SBOMs, byName[names[i]+strings.TrimPrefix(filepath.Base(s), filepath.Base(li.image))])
-		}
-		in.Images = append(in.Images, im)
-	}
-	meta, err := kojimeta.BuildMetadata(in)
+	}}
+	nvr := koji.NVR{Name: o.Name, Version: o.Version, Release: release}
+	res, err := im.Reserve(ctx, nvr)
 	if err != nil {
 		return err
 	}
-	b, err := c.CGImport(ctx, meta, dir, res.Token)
+	defer func() {
+		if err != nil {
+			if rerr := im.Refund(context.WithoutCancel(ctx), res.BuildID, res.Token); rerr != nil {
+				fmt.Fprintln(stderr, "kib:", rerr)
+			}
+		}
+	}()
+	b, err := im.Import(ctx, kojiimport.Build{NVR: nvr, BuildID: res.BuildID, Token: res.Token, TaskID: o.TaskID,
+		Start: start, End: time.Now(), Images: images})
 	if err != nil {
-		return fmt.Errorf("importing %s-%s-%s: %w", o.Name, o.Version, release, err)
+		return err
 	}
 	_, err = fmt.Fprintf(stdout, "imported build %d %s-%s-%s (%d images)\n", b.ID, b.Name, b.Version, b.Release, len(images))
 	return err
