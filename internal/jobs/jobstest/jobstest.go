@@ -70,7 +70,7 @@ type KojiRecorder struct {
 	Refunded []*jobs.KojiRefundArgs
 	// FailInit and FailFinalize make those calls fail.
 	FailInit, FailFinalize bool
-	next uint64
+	next                   uint64
 }
 
 var _ jobs.KojiImporter = (*KojiRecorder)(nil)
