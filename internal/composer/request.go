@@ -67,13 +67,13 @@ type UploadTarget struct {
 
 // Customizations are the customizations kib can honour.
 type Customizations struct {
-	Packages            []string          `json:"packages,omitempty"`
-	Users               []User            `json:"users,omitempty"`
-	Hostname            *string           `json:"hostname,omitempty"`
-	Timezone            *Timezone         `json:"timezone,omitempty"`
-	Locale              *Locale           `json:"locale,omitempty"`
-	Services            *Services         `json:"services,omitempty"`
-	PayloadRepositories []Repository      `json:"payload_repositories,omitempty"`
+	Packages            []string     `json:"packages,omitempty"`
+	Users               []User       `json:"users,omitempty"`
+	Hostname            *string      `json:"hostname,omitempty"`
+	Timezone            *Timezone    `json:"timezone,omitempty"`
+	Locale              *Locale      `json:"locale,omitempty"`
+	Services            *Services    `json:"services,omitempty"`
+	PayloadRepositories []Repository `json:"payload_repositories,omitempty"`
 }
 
 // User is a user to add.
