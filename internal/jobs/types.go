@@ -7,6 +7,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -95,6 +96,11 @@ func KojiFilename(k *KojiTarget, arch, filename string) string {
 	}
 	return k.Name + "-" + k.Version + "-" + k.Release + "." + arch + ext
 }
+
+// ErrRetry, wrapped in a Builder's error, means the attempt did not fail
+// on its own account (e.g. the remote worker running it stopped answering):
+// the build is retried, on another worker, instead of failing.
+var ErrRetry = errors.New("retry the job")
 
 // Builder builds one image. The real implementation resolves a manifest and
 // runs the engine; tests use small stand-ins.

@@ -205,7 +205,7 @@ func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutp
 	}
 	res, err := q.cfg.Builder.Build(ctx, &BuildArgs{ComposeID: c.ID, JobID: j.ID, Distribution: a.Distribution, Image: a.Image, Seed: a.Seed, OutputDir: dir})
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrRetry) {
 			return nil, err
 		}
 		r.JobError = &JobError{ID: ErrIDBuildJob, Reason: "image build failed", Details: err.Error()}
