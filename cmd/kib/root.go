@@ -13,6 +13,8 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newManifestCmd(),
 		newBuildCmd(),
+		newServeCmd(),
+		newWorkerCmd(),
 	)
 	return root
 }
