@@ -142,7 +142,7 @@ func (s *Server) deleteCompose(w http.ResponseWriter, r *http.Request, rc *reqCo
 	case err != nil:
 		return internalErr(ErrDeletingJob, err)
 	}
-	writeJSON(w, http.StatusOK, objectRef{ID: c.ID, Kind: "ComposeDeleteStatus", Href: basePath + "/composes/delete/" + c.ID})
+	writeJSON(w, http.StatusOK, objectRef{ID: c.ID, Kind: "ComposeDeleteStatus", Href: basePath + "/composes/" + c.ID})
 	return nil
 }
 

@@ -92,7 +92,7 @@ func TestKojiCompose(t *testing.T) {
 				name       string
 				builder    *jobstest.Builder
 				koji       *jobstest.KojiRecorder
-				retryInit  bool
+				retryInit  int32 // attempts after CGInitBuild that fail
 				wantStatus string
 				wantImages []string
 				wantCalls  []string
@@ -119,9 +119,14 @@ func TestKojiCompose(t *testing.T) {
 					wantCalls: []string{"init Debian-Cloud-12-1", "finalize 1001", "refund 1001"}, wantBuilds: 2,
 				},
 				{
-					name: "worker dies after init", builder: &jobstest.Builder{}, koji: &jobstest.KojiRecorder{}, retryInit: true,
+					name: "worker dies after init", builder: &jobstest.Builder{}, koji: &jobstest.KojiRecorder{}, retryInit: 1,
 					wantStatus: "success", wantImages: []string{"success", "success"},
 					wantCalls: []string{"init Debian-Cloud-12-1", "finalize 1001"}, wantBuilds: 2,
+				},
+				{
+					name: "every build attempt crashes", builder: &jobstest.Builder{PanicAlways: true}, koji: &jobstest.KojiRecorder{},
+					wantStatus: "failure", wantImages: []string{"failure", "failure"},
+					wantCalls: []string{"init Debian-Cloud-12-1", "refund 1001"}, wantBuilds: 2 * jobs.MaxAttempts,
 				},
 				{
 					name: "worker dies during a build", builder: &jobstest.Builder{PanicOnce: true}, koji: &jobstest.KojiRecorder{},
@@ -132,10 +137,10 @@ func TestKojiCompose(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					b := setup(t, backend, tt.builder, tt.koji)
-					if tt.retryInit {
+					if tt.retryInit > 0 {
 						var n atomic.Int32
 						jobs.SetAfterInit(b.q, func() error {
-							if n.Add(1) == 1 {
+							if n.Add(1) <= tt.retryInit {
 								return errors.New("simulated crash after CGInitBuild")
 							}
 							return nil

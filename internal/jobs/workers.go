@@ -100,11 +100,17 @@ func (w *stepWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		return err
 	}
 	log.Info("job started", "compose", j.ComposeID)
-	out, err := w.step(ctx, j, c)
+	out, err := w.safeStep(ctx, j, c)
 	if err != nil {
-		log.Warn("job attempt failed; it will be retried", "err", err)
-		q.observe(job.Kind, start, "retry")
-		return err
+		if job.Attempt < job.MaxAttempts || ctx.Err() != nil {
+			log.Warn("job attempt failed; it will be retried", "err", err)
+			q.observe(job.Kind, start, "retry")
+			return err
+		}
+		// The last attempt: record the failure, so the compose finishes
+		// instead of waiting for a job River has given up on.
+		log.Error("job failed on its last attempt", "err", err)
+		out = &stepOutput{Result: lastAttemptFailure(j, err)}
 	}
 	res, err := json.Marshal(out.Result)
 	if err != nil {
@@ -134,6 +140,47 @@ func (w *stepWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	q.observe(job.Kind, start, failure)
 	log.Info("job finished", "compose", j.ComposeID, "failure", failure)
 	return nil
+}
+
+// safeStep runs the step, turning a panic into an error (a retry).
+func (w *stepWorker[T]) safeStep(ctx context.Context, j *jobRow, c *ComposeJobs) (out *stepOutput, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("job panicked: %v", r)
+		}
+	}()
+	return w.step(ctx, j, c)
+}
+
+// lastAttemptFailure is the result of a job whose every attempt failed.
+func lastAttemptFailure(j *jobRow, err error) any {
+	je := &JobError{Reason: fmt.Sprintf("job failed %d times: %v", MaxAttempts, err)}
+	if errors.Is(err, ErrRetry) {
+		je = &JobError{ID: ErrIDJobMissingHeartbeat, Reason: "Workers running this job stopped responding more than 2 times.", Details: err.Error()}
+	}
+	switch j.Kind {
+	case KindKojiInit:
+		if je.ID == 0 {
+			je.ID = ErrIDKojiInit
+		}
+		// Keep a stored reservation, so that koji-finalize refunds it.
+		var r InitResult
+		if len(j.Result) > 0 {
+			_ = json.Unmarshal(j.Result, &r)
+		}
+		r.JobError = je
+		return r
+	case KindKojiFinalize:
+		if je.ID == 0 {
+			je.ID = ErrIDKojiFinalize
+		}
+		return FinalizeResult{JobError: je}
+	default:
+		if je.ID == 0 {
+			je.ID = ErrIDBuildJob
+		}
+		return BuildJobResult{JobError: je}
+	}
 }
 
 func (q *Queue) observe(kind string, start time.Time, failure string) {
@@ -236,9 +283,6 @@ func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*s
 	}
 	var ir InitResult
 	_ = json.Unmarshal(c.Init.Result, &ir)
-	if ir.JobError != nil || ir.BuildID == 0 {
-		return &stepOutput{Result: FinalizeResult{JobError: &JobError{ID: ErrIDKojiFailedDependency, Reason: "Koji build error", Details: []*JobError{ir.JobError}}}}, nil
-	}
 	refund := func(je *JobError) (*stepOutput, error) {
 		if q.cfg.Koji != nil {
 			if err := q.cfg.Koji.Refund(ctx, &KojiRefundArgs{Server: a.Koji.Server, BuildID: ir.BuildID, Token: ir.Token}); err != nil {
@@ -250,6 +294,14 @@ func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*s
 			}
 		}
 		return &stepOutput{Result: FinalizeResult{JobError: je}}, nil
+	}
+	if ir.JobError != nil || ir.BuildID == 0 {
+		je := &JobError{ID: ErrIDKojiFailedDependency, Reason: "Koji build error", Details: []*JobError{ir.JobError}}
+		if ir.BuildID == 0 {
+			return &stepOutput{Result: FinalizeResult{JobError: je}}, nil
+		}
+		// koji-init reserved a build and then failed: give it back.
+		return refund(je)
 	}
 	var failed []*JobError
 	fin := &KojiFinalizeArgs{

@@ -120,11 +120,12 @@ func (k *KojiRecorder) Calls() []string {
 type Builder struct {
 	// Fail makes builds of these architectures fail.
 	Fail map[string]bool
-	// PanicOnce makes the first build panic (a worker dying mid-job).
-	PanicOnce bool
-	mu        sync.Mutex
-	builds    int
-	panicked  bool
+	// PanicOnce makes the first build panic (a worker dying mid-job);
+	// PanicAlways makes every build panic.
+	PanicOnce, PanicAlways bool
+	mu                     sync.Mutex
+	builds                 int
+	panicked               bool
 }
 
 var _ jobs.Builder = (*Builder)(nil)
@@ -140,7 +141,7 @@ func (b *Builder) Builds() int {
 func (b *Builder) Build(_ context.Context, a *jobs.BuildArgs) (*jobs.BuildResult, error) {
 	b.mu.Lock()
 	b.builds++
-	if b.PanicOnce && !b.panicked {
+	if b.PanicAlways || (b.PanicOnce && !b.panicked) {
 		b.panicked = true
 		b.mu.Unlock()
 		panic("test builder: simulated crash")
