@@ -198,7 +198,14 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	mux := http.NewServeMux()
 	mux.Handle("/api/image-builder-composer/v2/", api)
 	if dispatcher != nil {
-		mux.Handle(worker.BasePath+"/", &worker.Handler{Dispatcher: dispatcher, Log: log.With("component", "worker-api")})
+		wh := &worker.Handler{Dispatcher: dispatcher, Log: log.With("component", "worker-api")}
+		if auth != nil {
+			wh.Authorize = func(r *http.Request) error {
+				_, err := auth.Tenant(r)
+				return err
+			}
+		}
+		mux.Handle(worker.BasePath+"/", wh)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Addr: o.listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -30,6 +30,9 @@ type Handler struct {
 	Dispatcher *Dispatcher
 	// PollTimeout is how long POST /jobs waits for a job. Default 30s.
 	PollTimeout time.Duration
+	// Authorize, if set, admits or refuses each request (the service's
+	// mTLS allow-list or JWT check).
+	Authorize func(r *http.Request) error
 	// Log receives request errors; nil discards.
 	Log *slog.Logger
 }
@@ -78,6 +81,7 @@ var (
 	errToken     = &apiError{404, 5, "Token not found"}
 	errBody      = &apiError{400, 10, "Error decoding the body"}
 	errNotFound  = &apiError{404, 11, "Requested resource doesn't exist"}
+	errAuth      = &apiError{401, 401, "Account authentication could not be verified"}
 	errJobType   = &apiError{400, 15, "Requested job type cannot be dequeued"}
 )
 
@@ -113,6 +117,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	path, ok := strings.CutPrefix(r.URL.Path, BasePath)
 	if !ok {
 		return errNotFound
+	}
+	if h.Authorize != nil {
+		if err := h.Authorize(r); err != nil {
+			return fmt.Errorf("%w: %v", errAuth, err)
+		}
 	}
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	switch {

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -115,6 +116,16 @@ func TestWorkerAPIErrors(t *testing.T) {
 		{"unknown token", "GET", "/api/worker/v1/jobs/abc", "", "", 404},
 		{"finish unknown token", "PATCH", "/api/worker/v1/jobs/abc", "application/json", `{"result":{}}`, 404},
 		{"unknown path", "GET", "/api/worker/v1/nope", "", "", 404},
+	}
+	locked := httptest.NewServer(&worker.Handler{Dispatcher: worker.NewDispatcher(time.Minute), Authorize: func(*http.Request) error { return errors.New("no client certificate") }})
+	defer locked.Close()
+	resp, err := locked.Client().Post(locked.URL+"/api/worker/v1/jobs", "application/json", stringsReader(`{"types":["build"],"arch":"x86_64"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("unauthorized worker: status %d, want 401", resp.StatusCode)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
