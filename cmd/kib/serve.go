@@ -34,6 +34,7 @@ type serveOptions struct {
 	workers        int
 	remoteWorkers  bool
 	lease          time.Duration
+	rescueAfter    time.Duration
 	definitions    string
 	store          string
 	cacheDir       string
@@ -88,6 +89,7 @@ only listens on loopback, for development.`,
 	f.IntVar(&o.workers, "workers", 1, "builds run at once by this process (0: none, API only)")
 	f.BoolVar(&o.remoteWorkers, "remote-workers", false, "hand builds to 'kib worker' processes over the worker API instead of building here")
 	f.DurationVar(&o.lease, "lease", 2*time.Minute, "with --remote-workers: how long a worker may go without a heartbeat before its build is retried elsewhere")
+	f.DurationVar(&o.rescueAfter, "rescue-after", 3*time.Hour, "a job running longer than this is presumed orphaned (its process died) and retried; must exceed the longest build")
 	f.StringVar(&o.definitions, "definitions", "", "directory of distro definitions that override the built-in ones")
 	f.StringVar(&o.store, "store", "", "engine store directory (default: --state-dir/store)")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory for kib's caches (apt metadata)")
@@ -175,7 +177,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	}
 	obs := &lateObserver{}
 	q, err := jobs.Open(ctx, jobs.Config{
-		Database: o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder,
+		Database: o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
 		Koji: newKojiImporter(), Log: log.With("component", "jobs"), Observer: obs,
 	})
 	if err != nil {
