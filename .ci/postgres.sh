@@ -5,7 +5,9 @@
 set -eu
 exec 3>&1 1>&2
 if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ ! -d /etc/postgresql ]; then
-	DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql >/dev/null
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q --no-install-recommends postgresql >/dev/null ||
+		{ apt-get update -q && apt-get install -y -q --no-install-recommends postgresql >/dev/null; }
 fi
 ver=$(ls /etc/postgresql | sort -n | tail -1)
 pg_ctlcluster "$ver" main start 2>/dev/null || true
