@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -148,12 +149,30 @@ func matchPath(tmpl, path string) (map[string]string, bool) {
 // ServeHTTP routes, authenticates, validates and dispatches a request, and
 // turns any error into composer's error body.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	rc := &reqContext{opID: newOperationID()}
-	w.Header().Set("X-Operation-Id", rc.opID)
-	if err := s.serve(w, r, rc); err != nil {
-		writeError(w, r, s.log, rc.opID, err)
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	sw.Header().Set("X-Operation-Id", rc.opID)
+	if err := s.serve(sw, r, rc); err != nil {
+		writeError(sw, r, s.log, rc.opID, err)
 	}
+	s.log.Info("request", "operation_id", rc.opID, "method", r.Method, "path", r.URL.Path,
+		"status", sw.status, "duration_ms", time.Since(start).Milliseconds(), "tenant", rc.tenant)
 }
+
+// statusWriter remembers the response status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rc *reqContext) error {
 	path, ok := strings.CutPrefix(r.URL.Path, basePath)
