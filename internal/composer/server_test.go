@@ -45,7 +45,7 @@ func setup(t *testing.T, backend string, auth composer.Authenticator) *testBundl
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.srv, b.q = httptest.NewServer(h), q
+	b.srv, b.q = httptest.NewServer(validating(t, h)), q
 	t.Cleanup(func() {
 		b.srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -54,6 +54,22 @@ func setup(t *testing.T, backend string, auth composer.Authenticator) *testBundl
 		q.Close()
 	})
 	return b
+}
+
+// validating checks every response against the OpenAPI document.
+func validating(t *testing.T, s *composer.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		if err := s.ValidateResponse(r.Context(), r, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+			t.Errorf("response does not match the OpenAPI document: %v", err)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
 }
 
 func do(t *testing.T, b *testBundle, method, path, contentType, body string) (int, map[string]any) {
