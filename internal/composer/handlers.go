@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/manifest"
 )
 
 type objectRef struct {
@@ -210,21 +211,12 @@ func (s *Server) getComposeMetadata(w http.ResponseWriter, r *http.Request, rc *
 }
 
 // packagesFromManifest lists the pinned packages of a kib manifest in
-// composer's PackageMetadata shape (type "deb").
+// composer's PackageMetadata shape, with type "deb".
 func packagesFromManifest(man json.RawMessage) []map[string]any {
-	var m struct {
-		Sources struct {
-			Packages []struct {
-				Name    string `json:"name"`
-				Version string `json:"version"`
-				Arch    string `json:"arch"`
-				SHA256  string `json:"sha256"`
-			} `json:"packages"`
-		} `json:"sources"`
-	}
+	var m manifest.Manifest
 	_ = json.Unmarshal(man, &m)
 	out := []map[string]any{}
-	for _, p := range m.Sources.Packages {
+	for _, p := range m.Sources.Debs {
 		version, release := p.Version, ""
 		if i := strings.LastIndex(version, "-"); i > 0 {
 			version, release = version[:i], version[i+1:]

@@ -226,8 +226,12 @@ func TestPlainComposeDownload(t *testing.T) {
 		t.Errorf("sboms: %d %v", status, sb)
 	}
 	status, md := do(t, b, "GET", base+"/composes/"+id+"/metadata", "", "")
-	if status != 200 || md["kind"] != "ComposeMetadata" {
-		t.Errorf("metadata: %d %v", status, md)
+	pkgs, _ := md["packages"].([]any)
+	if status != 200 || md["kind"] != "ComposeMetadata" || len(pkgs) != 1 {
+		t.Fatalf("metadata: %d %v", status, md)
+	}
+	if p := pkgs[0].(map[string]any); p["type"] != "deb" || p["name"] != "base-files" || p["version"] != "12.4+deb12u5" || p["release"] != "" {
+		t.Errorf("package = %v", p)
 	}
 	status, lst := do(t, b, "GET", base+"/composes/", "", "")
 	if items, _ := lst["items"].([]any); status != 200 || len(items) != 1 {

@@ -150,7 +150,10 @@ func (b *Builder) Build(_ context.Context, a *jobs.BuildArgs) (*jobs.BuildResult
 	if b.Fail[a.Image.Arch] {
 		return nil, fmt.Errorf("mmdebstrap: exit status 1 (%s)", a.Image.Arch)
 	}
-	man, _ := json.Marshal(map[string]any{"version": "kib-1", "arch": a.Image.Arch, "type": a.Image.ImageType, "seed": a.Seed})
+	man, _ := json.Marshal(map[string]any{
+		"version": 1, "arch": a.Image.Arch, "image_type": a.Image.ImageType, "seed": a.Seed,
+		"sources": map[string]any{"debs": []map[string]any{{"name": "base-files", "version": "12.4+deb12u5", "arch": "amd64", "sha256": "00"}}},
+	})
 	files := []struct{ kind, name, data string }{
 		{"image", a.Image.Filename, "image " + a.Image.Arch},
 		{"manifest", a.Image.Filename + ".manifest.json", string(man)},
