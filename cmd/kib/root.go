@@ -14,6 +14,8 @@ func newRootCmd() *cobra.Command {
 		newManifestCmd(),
 		newBuildCmd(),
 		newKojiCmd(),
+		newServeCmd(),
+		newWorkerCmd(),
 	)
 	return root
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// applyConfigFile sets every flag that was not given on the command line
+// from the TOML table [section] of path; keys are the flag names with "_"
+// for "-". Unknown keys are an error, so typos do not go unnoticed.
+func applyConfigFile(cmd *cobra.Command, path, section string) error {
+	if path == "" {
+		return nil
+	}
+	var doc map[string]any
+	md, err := toml.DecodeFile(path, &doc)
+	if err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	_ = md
+	table, ok := doc[section].(map[string]any)
+	if !ok {
+		if _, present := doc[section]; present {
+			return fmt.Errorf("--config %s: [%s] must be a table", path, section)
+		}
+		return nil
+	}
+	flags := cmd.Flags()
+	for key, v := range table {
+		name := strings.ReplaceAll(key, "_", "-")
+		f := flags.Lookup(name)
+		if f == nil || name == "config" {
+			return fmt.Errorf("--config %s: [%s] %s: unknown setting", path, section, key)
+		}
+		if f.Changed {
+			continue
+		}
+		if err := setFlag(f, v); err != nil {
+			return fmt.Errorf("--config %s: [%s] %s: %w", path, section, key, err)
+		}
+	}
+	return nil
+}
+
+func setFlag(f *pflag.Flag, v any) error {
+	switch x := v.(type) {
+	case []any:
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			list := make([]string, 0, len(x))
+			for _, e := range x {
+				list = append(list, fmt.Sprint(e))
+			}
+			return sv.Replace(list)
+		}
+		return fmt.Errorf("a list is not allowed here")
+	default:
+		return f.Value.Set(fmt.Sprint(x))
+	}
+}

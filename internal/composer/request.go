@@ -1,0 +1,421 @@
+package composer
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/kib-project/kib/internal/blueprint"
+	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/jobs"
+)
+
+// ComposeRequest is the body of POST /compose.
+type ComposeRequest struct {
+	Distribution   string          `json:"distribution"`
+	ImageRequest   *ImageRequest   `json:"image_request,omitempty"`
+	ImageRequests  []ImageRequest  `json:"image_requests,omitempty"`
+	Customizations *Customizations `json:"customizations,omitempty"`
+	Blueprint      json.RawMessage `json:"blueprint,omitempty"`
+	Koji           *Koji           `json:"koji,omitempty"`
+}
+
+// Koji is the koji block of a compose request.
+type Koji struct {
+	Server  string `json:"server"`
+	TaskID  int64  `json:"task_id"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Release string `json:"release"`
+}
+
+// ImageRequest is one requested image.
+type ImageRequest struct {
+	Architecture  string          `json:"architecture"`
+	ImageType     string          `json:"image_type"`
+	Repositories  []Repository    `json:"repositories"`
+	OSTree        json.RawMessage `json:"ostree,omitempty"`
+	UploadTargets []UploadTarget  `json:"upload_targets,omitempty"`
+	UploadOptions json.RawMessage `json:"upload_options,omitempty"`
+	Size          uint64          `json:"size,omitempty"`
+}
+
+// Repository is a package repository of a request.
+type Repository struct {
+	RHSM           bool     `json:"rhsm,omitempty"`
+	BaseURL        string   `json:"baseurl,omitempty"`
+	Mirrorlist     string   `json:"mirrorlist,omitempty"`
+	Metalink       string   `json:"metalink,omitempty"`
+	GPGKey         string   `json:"gpgkey,omitempty"`
+	CheckGPG       bool     `json:"check_gpg,omitempty"`
+	CheckRepoGPG   bool     `json:"check_repo_gpg,omitempty"`
+	IgnoreSSL      bool     `json:"ignore_ssl,omitempty"`
+	ModuleHotfixes bool     `json:"module_hotfixes,omitempty"`
+	PackageSets    []string `json:"package_sets,omitempty"`
+}
+
+// UploadTarget is one upload target of an image request.
+type UploadTarget struct {
+	Type          string          `json:"type"`
+	UploadOptions json.RawMessage `json:"upload_options"`
+}
+
+// Customizations are the customizations kib can honour.
+type Customizations struct {
+	Packages            []string     `json:"packages,omitempty"`
+	Users               []User       `json:"users,omitempty"`
+	Hostname            *string      `json:"hostname,omitempty"`
+	Timezone            *Timezone    `json:"timezone,omitempty"`
+	Locale              *Locale      `json:"locale,omitempty"`
+	Services            *Services    `json:"services,omitempty"`
+	PayloadRepositories []Repository `json:"payload_repositories,omitempty"`
+}
+
+// User is a user to add.
+type User struct {
+	Name     string   `json:"name"`
+	Groups   []string `json:"groups,omitempty"`
+	Key      string   `json:"key,omitempty"`
+	Password string   `json:"password,omitempty"`
+}
+
+// Timezone customization.
+type Timezone struct {
+	Timezone   string   `json:"timezone,omitempty"`
+	NTPServers []string `json:"ntpservers,omitempty"`
+}
+
+// Locale customization.
+type Locale struct {
+	Languages []string `json:"languages,omitempty"`
+	Keyboard  string   `json:"keyboard,omitempty"`
+}
+
+// Services customization.
+type Services struct {
+	Enabled  []string `json:"enabled,omitempty"`
+	Disabled []string `json:"disabled,omitempty"`
+	Masked   []string `json:"masked,omitempty"`
+}
+
+// supportedCustomizations are the customization fields kib implements; the
+// others are valid in the Cloud API but rejected with a clear error rather
+// than silently ignored.
+var supportedCustomizations = []string{"packages", "users", "hostname", "timezone", "locale", "services", "payload_repositories"}
+
+// decodeComposeRequest decodes a body that passed schema validation.
+func decodeComposeRequest(body []byte) (*ComposeRequest, error) {
+	var req ComposeRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&req); err != nil {
+		return nil, &Error{Code: ErrBodyDecodingError, Details: err.Error(), Err: err}
+	}
+	if req.Customizations != nil {
+		var raw struct {
+			C map[string]json.RawMessage `json:"customizations"`
+		}
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return nil, &Error{Code: ErrBodyDecodingError, Details: err.Error(), Err: err}
+		}
+		for k := range raw.C {
+			if !slices.Contains(supportedCustomizations, k) {
+				return nil, apiErr(ErrInvalidCustomization, fmt.Sprintf("customizations.%s: not supported by kib (supported: %s)", k, strings.Join(supportedCustomizations, ", ")))
+			}
+		}
+	}
+	return &req, nil
+}
+
+// apiImageTypes maps Cloud API image type names to the distro definitions'
+// names. A name that is not here is looked up in the definition as is.
+var apiImageTypes = map[string]string{
+	"guest-image": "qcow2",
+	"aws":         "ami",
+	"azure":       "vhd",
+	"gcp":         "gce",
+	"minimal-raw": "raw",
+	"vsphere":     "vmdk",
+}
+
+// uploadRule says which upload targets an image type may use: its default
+// target (for the top-level upload_options) and the allowed upload_targets
+// types ("each image type can be uploaded only to its respective target").
+type uploadRule struct {
+	def     string
+	allowed []string
+}
+
+// uploadRules is keyed by the definition's image type name; a type not
+// listed may only use "local".
+var uploadRules = map[string]uploadRule{
+	"ami":       {def: "aws", allowed: []string{"aws", "local"}},
+	"vhd":       {def: "azure", allowed: []string{"azure", "local"}},
+	"gce":       {def: "gcp", allowed: []string{"gcp"}},
+	"qcow2":     {def: "aws.s3", allowed: []string{"aws.s3", "local"}},
+	"raw":       {def: "aws.s3", allowed: []string{"aws.s3", "local"}},
+	"vmdk":      {def: "aws.s3", allowed: []string{"aws.s3", "local"}},
+	"tar":       {def: "aws.s3", allowed: []string{"aws.s3", "local"}},
+	"container": {def: "container", allowed: []string{"container", "local"}},
+}
+
+func rulesFor(imageType string) uploadRule {
+	if r, ok := uploadRules[imageType]; ok {
+		return r
+	}
+	return uploadRule{allowed: []string{"local"}}
+}
+
+// Upload option shapes, one per target type; unknown fields are rejected.
+type awsEC2Options struct {
+	Region            string    `json:"region"`
+	ShareWithAccounts *[]string `json:"share_with_accounts"`
+	SnapshotName      string    `json:"snapshot_name,omitempty"`
+}
+type awsS3Options struct {
+	Region string `json:"region"`
+	Public bool   `json:"public,omitempty"`
+}
+type gcpOptions struct {
+	Region            string   `json:"region"`
+	Bucket            string   `json:"bucket,omitempty"`
+	ImageName         string   `json:"image_name,omitempty"`
+	ShareWithAccounts []string `json:"share_with_accounts,omitempty"`
+}
+type azureOptions struct {
+	TenantID         string `json:"tenant_id"`
+	SubscriptionID   string `json:"subscription_id"`
+	ResourceGroup    string `json:"resource_group"`
+	Location         string `json:"location,omitempty"`
+	ImageName        string `json:"image_name,omitempty"`
+	HyperVGeneration string `json:"hyper_v_generation,omitempty"`
+}
+type containerOptions struct {
+	Name string `json:"name,omitempty"`
+	Tag  string `json:"tag,omitempty"`
+}
+type emptyOptions struct{}
+
+// checkUploadOptions validates the options of one target type and returns
+// them normalised.
+func checkUploadOptions(field, typ string, raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	bad := func(format string, args ...any) error {
+		return apiErr(ErrValidationError, field+": "+fmt.Sprintf(format, args...))
+	}
+	var v any
+	var required []string
+	switch typ {
+	case "aws":
+		o := &awsEC2Options{}
+		v, required = o, []string{"region", "share_with_accounts"}
+	case "aws.s3":
+		v, required = &awsS3Options{}, []string{"region"}
+	case "gcp":
+		v, required = &gcpOptions{}, []string{"region"}
+	case "azure":
+		v, required = &azureOptions{}, []string{"tenant_id", "subscription_id", "resource_group"}
+	case "container":
+		v = &containerOptions{}
+	case "local", "oci.objectstorage":
+		v = &emptyOptions{}
+	default:
+		return nil, apiErr(ErrInvalidUploadTarget, fmt.Sprintf("%s: upload type %q is not supported", field, typ))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return nil, bad("invalid options for upload type %q: %v", typ, err)
+	}
+	var present map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &present)
+	for _, r := range required {
+		if _, ok := present[r]; !ok {
+			return nil, bad("%s: required for upload type %q", r, typ)
+		}
+	}
+	if o, ok := v.(*azureOptions); ok && o.HyperVGeneration != "" && o.HyperVGeneration != "V1" && o.HyperVGeneration != "V2" {
+		return nil, bad("hyper_v_generation: must be V1 or V2, not %q", o.HyperVGeneration)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, internalErr(ErrInternal, err)
+	}
+	return out, nil
+}
+
+func newSeed() int64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return int64(binary.LittleEndian.Uint64(b[:]) &^ (1 << 63))
+}
+
+// toCompose checks a decoded request against the distro catalog and maps it
+// to a jobs.Compose.
+func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []byte) (*jobs.Compose, error) {
+	if req.Customizations != nil && len(req.Blueprint) > 0 {
+		return nil, apiErr(ErrMixedCustomizations, nil)
+	}
+	if len(req.Blueprint) > 0 {
+		return nil, apiErr(ErrInvalidRequest, "blueprint: not supported by kib yet; use customizations")
+	}
+	var images []ImageRequest
+	switch {
+	case req.ImageRequest != nil && len(req.ImageRequests) > 0:
+		return nil, apiErr(ErrUnsupportedImageCount, "give image_request or image_requests, not both")
+	case req.ImageRequest != nil:
+		images = []ImageRequest{*req.ImageRequest}
+	case len(req.ImageRequests) > 0:
+		images = req.ImageRequests
+	default:
+		return nil, apiErr(ErrUnsupportedImageCount, "image_requests: at least one image is required")
+	}
+	if req.Koji == nil && len(images) != 1 {
+		return nil, apiErr(ErrUnsupportedImageCount, "a compose without koji builds exactly one image")
+	}
+	def, err := cat.Get(req.Distribution)
+	if err != nil {
+		return nil, &Error{Code: ErrUnsupportedDistro, Details: err.Error(), Err: err}
+	}
+	c := &jobs.Compose{Tenant: tenant, Distribution: def.Name, Seed: newSeed(), Request: body}
+	if k := req.Koji; k != nil {
+		u, err := url.Parse(k.Server)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, apiErr(ErrValidationError, fmt.Sprintf("koji.server: must be an http(s) URL, got %q", k.Server))
+		}
+		c.Koji = &jobs.KojiTarget{Server: k.Server, TaskID: k.TaskID, Name: k.Name, Version: k.Version, Release: k.Release}
+	}
+	var bp json.RawMessage
+	var payloadRepos []Repository
+	if cz := req.Customizations; cz != nil {
+		bp, err = toBlueprint(cz)
+		if err != nil {
+			return nil, err
+		}
+		payloadRepos = cz.PayloadRepositories
+	}
+	seen := map[string]bool{}
+	for i, ir := range images {
+		field := fmt.Sprintf("image_requests[%d]", i)
+		if req.ImageRequest != nil {
+			field = "image_request"
+		}
+		if len(ir.OSTree) > 0 {
+			return nil, apiErr(ErrInvalidRequest, field+".ostree: Debian images have no OSTree support")
+		}
+		if _, err := def.DebArch(ir.Architecture); err != nil {
+			return nil, &Error{Code: ErrUnsupportedArch, Details: field + ".architecture: " + err.Error()}
+		}
+		name := ir.ImageType
+		if alias, ok := apiImageTypes[name]; ok {
+			if _, err := def.ImageType(alias); err == nil {
+				name = alias
+			}
+		}
+		it, err := def.ImageType(name)
+		if err != nil {
+			return nil, &Error{Code: ErrUnsupportedImageType, Details: field + ".image_type: " + err.Error()}
+		}
+		key := ir.Architecture + "/" + name
+		if c.Koji != nil && seen[key] {
+			return nil, apiErr(ErrInvalidRequest, fmt.Sprintf("%s: a second %s image for %s would have the same Koji file name", field, ir.ImageType, ir.Architecture))
+		}
+		seen[key] = true
+		img := jobs.ImageRequest{
+			Arch: ir.Architecture, ImageType: name, APIImageType: ir.ImageType,
+			Filename: it.Filename, Export: it.Export, BootMode: it.BootMode, Size: ir.Size, Blueprint: bp,
+		}
+		for j, r := range append(append([]Repository{}, ir.Repositories...), payloadRepos...) {
+			rf := fmt.Sprintf("%s.repositories[%d]", field, j)
+			if j >= len(ir.Repositories) {
+				rf = fmt.Sprintf("customizations.payload_repositories[%d]", j-len(ir.Repositories))
+			}
+			if r.BaseURL == "" {
+				if r.Mirrorlist != "" || r.Metalink != "" {
+					return nil, apiErr(ErrNoBaseURL, rf+": kib resolves Debian packages from a baseurl; mirrorlist and metalink are not supported")
+				}
+				return nil, apiErr(ErrNoBaseURL, rf+".baseurl: required")
+			}
+			if u, err := url.Parse(r.BaseURL); err != nil || u.Scheme == "" || u.Host == "" && u.Scheme != "file" {
+				return nil, apiErr(ErrValidationError, rf+".baseurl: must be an absolute URL, got "+r.BaseURL)
+			}
+			if r.CheckGPG && r.GPGKey == "" {
+				return nil, apiErr(ErrNoGPGKey, rf+".gpgkey: required when check_gpg is set")
+			}
+			if r.RHSM {
+				return nil, apiErr(ErrInvalidRequest, rf+".rhsm: not supported for Debian repositories")
+			}
+			img.Repositories = append(img.Repositories, jobs.Repository{
+				BaseURL: strings.ReplaceAll(r.BaseURL, "$arch", ir.Architecture), PackageSets: r.PackageSets,
+				CheckGPG: r.CheckGPG, GPGKey: r.GPGKey, IgnoreSSL: r.IgnoreSSL, CheckRepoGPG: r.CheckRepoGPG,
+			})
+		}
+		rule := rulesFor(name)
+		// The order of targets follows composer: upload_targets are
+		// prepended one at a time, upload_options' default target comes last.
+		for j, t := range ir.UploadTargets {
+			tf := fmt.Sprintf("%s.upload_targets[%d]", field, j)
+			if !slices.Contains(rule.allowed, t.Type) {
+				return nil, apiErr(ErrInvalidUploadTarget, fmt.Sprintf("%s.type: image type %q can be uploaded to %s only, not %q", tf, ir.ImageType, strings.Join(rule.allowed, ", "), t.Type))
+			}
+			opts, err := checkUploadOptions(tf+".upload_options", t.Type, t.UploadOptions)
+			if err != nil {
+				return nil, err
+			}
+			img.Targets = append([]jobs.UploadTarget{{Type: t.Type, Options: opts}}, img.Targets...)
+		}
+		if len(ir.UploadOptions) > 0 {
+			if rule.def == "" {
+				return nil, apiErr(ErrUnsupportedImageType, fmt.Sprintf("%s.upload_options: image type %q has no default upload target; use upload_targets", field, ir.ImageType))
+			}
+			opts, err := checkUploadOptions(field+".upload_options", rule.def, ir.UploadOptions)
+			if err != nil {
+				return nil, err
+			}
+			img.Targets = append(img.Targets, jobs.UploadTarget{Type: rule.def, Options: opts})
+		}
+		c.Images = append(c.Images, img)
+	}
+	return c, nil
+}
+
+func toBlueprint(cz *Customizations) (json.RawMessage, error) {
+	bp := blueprint.Blueprint{Name: "compose"}
+	for _, p := range cz.Packages {
+		if p == "" {
+			return nil, apiErr(ErrInvalidCustomization, "customizations.packages: empty package name")
+		}
+		bp.Packages = append(bp.Packages, blueprint.Package{Name: p})
+	}
+	c := &blueprint.Customizations{Hostname: cz.Hostname}
+	for i, u := range cz.Users {
+		if u.Name == "" {
+			return nil, apiErr(ErrInvalidCustomization, fmt.Sprintf("customizations.users[%d].name: required", i))
+		}
+		c.User = append(c.User, blueprint.User{Name: u.Name, Groups: u.Groups, Key: u.Key, Password: u.Password})
+	}
+	if cz.Timezone != nil {
+		c.Timezone = &blueprint.Timezone{Timezone: cz.Timezone.Timezone}
+	}
+	if cz.Locale != nil {
+		c.Locale = &blueprint.Locale{Languages: cz.Locale.Languages}
+	}
+	if cz.Services != nil {
+		if len(cz.Services.Masked) > 0 {
+			return nil, apiErr(ErrInvalidCustomization, "customizations.services.masked: not supported by kib")
+		}
+		c.Services = &blueprint.Services{Enabled: cz.Services.Enabled, Disabled: cz.Services.Disabled}
+	}
+	bp.Customizations = c
+	b, err := json.Marshal(bp)
+	if err != nil {
+		return nil, internalErr(ErrInternal, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,173 @@
+// Package jobstest has test doubles and helpers for code using the jobs
+// queue: a recording Koji importer, a stand-in builder and database
+// fixtures for both queue backends.
+package jobstest
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/kib-project/kib/internal/jobs"
+)
+
+// Backends names the queue backends every queue test runs against.
+var Backends = []string{"sqlite", "postgres"}
+
+// Database returns a jobs.Config.Database value for backend: "" for SQLite,
+// or for PostgreSQL the DSN from KIB_TEST_POSTGRES with a fresh schema that
+// is dropped when the test ends. The test fails when KIB_TEST_POSTGRES is
+// unset: run .ci/postgres.sh and export its output.
+func Database(t testing.TB, backend string) string {
+	t.Helper()
+	if backend == "sqlite" {
+		return ""
+	}
+	dsn := os.Getenv("KIB_TEST_POSTGRES")
+	if dsn == "" {
+		t.Fatal("KIB_TEST_POSTGRES is unset: run `export KIB_TEST_POSTGRES=$(.ci/postgres.sh)` to test the PostgreSQL queue")
+	}
+	schema := "kibtest_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		db.Close()
+		t.Fatalf("KIB_TEST_POSTGRES=%s: %v", dsn, err)
+	}
+	t.Cleanup(func() {
+		db.Exec("DROP SCHEMA " + schema + " CASCADE")
+		db.Close()
+	})
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "search_path=" + schema
+}
+
+// KojiRecorder is a test double for jobs.KojiImporter: it records every
+// call in order and hands out build ids from 1000.
+type KojiRecorder struct {
+	mu    sync.Mutex
+	calls []string
+	// Finalized are the arguments of the successful Finalize calls.
+	Finalized []*jobs.KojiFinalizeArgs
+	// Refunded are the arguments of the Refund calls.
+	Refunded []*jobs.KojiRefundArgs
+	// FailInit and FailFinalize make those calls fail.
+	FailInit, FailFinalize bool
+	next                   uint64
+}
+
+var _ jobs.KojiImporter = (*KojiRecorder)(nil)
+
+// Init implements jobs.KojiImporter.
+func (k *KojiRecorder) Init(_ context.Context, a *jobs.KojiInitArgs) (*jobs.KojiInitResult, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, "init "+a.Name+"-"+a.Version+"-"+a.Release)
+	if k.FailInit {
+		return nil, errors.New("CGInitBuild: build already exists")
+	}
+	k.next++
+	return &jobs.KojiInitResult{BuildID: 1000 + k.next, Token: fmt.Sprintf("token-%d", k.next)}, nil
+}
+
+// Finalize implements jobs.KojiImporter.
+func (k *KojiRecorder) Finalize(_ context.Context, a *jobs.KojiFinalizeArgs) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, fmt.Sprintf("finalize %d", a.BuildID))
+	if k.FailFinalize {
+		return errors.New("CGImport: corrupted upload")
+	}
+	k.Finalized = append(k.Finalized, a)
+	return nil
+}
+
+// Refund implements jobs.KojiImporter.
+func (k *KojiRecorder) Refund(_ context.Context, a *jobs.KojiRefundArgs) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, fmt.Sprintf("refund %d", a.BuildID))
+	k.Refunded = append(k.Refunded, a)
+	return nil
+}
+
+// Calls returns the calls so far, e.g. ["init N-V-R", "finalize 1001"].
+func (k *KojiRecorder) Calls() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.calls...)
+}
+
+// Builder is a stand-in jobs.Builder: it writes a small image, manifest,
+// SBOM and log instead of building.
+type Builder struct {
+	// Fail makes builds of these architectures fail.
+	Fail map[string]bool
+	// PanicOnce makes the first build panic (a worker dying mid-job);
+	// PanicAlways makes every build panic.
+	PanicOnce, PanicAlways bool
+	mu                     sync.Mutex
+	builds                 int
+	panicked               bool
+}
+
+var _ jobs.Builder = (*Builder)(nil)
+
+// Builds counts Build calls.
+func (b *Builder) Builds() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.builds
+}
+
+// Build implements jobs.Builder.
+func (b *Builder) Build(_ context.Context, a *jobs.BuildArgs) (*jobs.BuildResult, error) {
+	b.mu.Lock()
+	b.builds++
+	if b.PanicAlways || (b.PanicOnce && !b.panicked) {
+		b.panicked = true
+		b.mu.Unlock()
+		panic("test builder: simulated crash")
+	}
+	b.mu.Unlock()
+	if b.Fail[a.Image.Arch] {
+		return nil, fmt.Errorf("mmdebstrap: exit status 1 (%s)", a.Image.Arch)
+	}
+	man, _ := json.Marshal(map[string]any{
+		"version": 1, "arch": a.Image.Arch, "image_type": a.Image.ImageType, "seed": a.Seed,
+		"sources": map[string]any{"debs": []map[string]any{{"name": "base-files", "version": "12.4+deb12u5", "arch": "amd64", "sha256": "00"}}},
+	})
+	files := []struct{ kind, name, data string }{
+		{"image", a.Image.Filename, "image " + a.Image.Arch},
+		{"manifest", a.Image.Filename + ".manifest.json", string(man)},
+		{"sbom", a.Image.Filename + ".image-os.spdx.json", `{"spdxVersion":"SPDX-2.3"}`},
+		{"log", a.Image.Filename + ".build.log", "built\n"},
+	}
+	res := &jobs.BuildResult{Manifest: man, Log: "built\n"}
+	for _, f := range files {
+		p := filepath.Join(a.OutputDir, f.name)
+		if err := os.WriteFile(p, []byte(f.data), 0o644); err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256([]byte(f.data))
+		res.Artifacts = append(res.Artifacts, jobs.Artifact{Kind: f.kind, Name: f.name, Path: p, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(f.data))})
+	}
+	return res, nil
+}

@@ -1,0 +1,342 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/riverqueue/river"
+)
+
+// KojiInitJob is the River job that reserves a Koji build.
+type KojiInitJob struct {
+	JobID string `json:"job_id"`
+}
+
+// Kind implements river.JobArgs.
+func (KojiInitJob) Kind() string { return KindKojiInit }
+
+// BuildJob is the River job that builds one image.
+type BuildJob struct {
+	JobID string `json:"job_id"`
+}
+
+// Kind implements river.JobArgs.
+func (BuildJob) Kind() string { return KindBuild }
+
+// KojiFinalizeJob is the River job that imports a Koji build, or refunds it.
+type KojiFinalizeJob struct {
+	JobID string `json:"job_id"`
+}
+
+// Kind implements river.JobArgs.
+func (KojiFinalizeJob) Kind() string { return KindKojiFinalize }
+
+type jobIDArgs interface {
+	river.JobArgs
+	id() string
+}
+
+func (a KojiInitJob) id() string     { return a.JobID }
+func (a BuildJob) id() string        { return a.JobID }
+func (a KojiFinalizeJob) id() string { return a.JobID }
+
+// stepOutput is what a step produces: a result to store. A step returns an
+// error only when the attempt should be retried (infrastructure trouble);
+// failures of the work itself are results with a job_error.
+type stepOutput struct {
+	Result   any
+	Manifest json.RawMessage
+}
+
+type stepFunc func(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error)
+
+type stepWorker[T jobIDArgs] struct {
+	river.WorkerDefaults[T]
+	q    *Queue
+	step stepFunc
+}
+
+var (
+	_ river.Worker[KojiInitJob]     = (*stepWorker[KojiInitJob])(nil)
+	_ river.Worker[BuildJob]        = (*stepWorker[BuildJob])(nil)
+	_ river.Worker[KojiFinalizeJob] = (*stepWorker[KojiFinalizeJob])(nil)
+)
+
+// Work runs one attempt of a step and, in one transaction, stores its
+// result and enqueues the jobs that became ready.
+func (w *stepWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
+	q := w.q
+	start := time.Now()
+	id := job.Args.id()
+	log := q.log.With("job", id, "kind", job.Kind, "attempt", job.Attempt)
+	j, err := getJob(ctx, q.db, id)
+	if errors.Is(err, ErrNotFound) {
+		log.Warn("job vanished (compose deleted)")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !j.Finished.IsZero() {
+		// An earlier attempt stored the result but died before River
+		// completed the job: only make sure the graph moves on.
+		return q.inTx(ctx, func(tx *sql.Tx) error {
+			if err := lockCompose(ctx, tx, j.ComposeID); err != nil {
+				return err
+			}
+			return q.enqueueReady(ctx, tx, j.ComposeID)
+		})
+	}
+	if _, err := q.db.ExecContext(ctx, `UPDATE kib_job SET started_at = $1, attempts = attempts + 1 WHERE id = $2`, micros(time.Now()), id); err != nil {
+		return fmt.Errorf("marking job started: %w", err)
+	}
+	c, err := loadCompose(ctx, q.db, "", j.ComposeID, true)
+	if err != nil {
+		return err
+	}
+	log.Info("job started", "compose", j.ComposeID)
+	out, err := w.safeStep(ctx, j, c)
+	if err != nil {
+		if job.Attempt < job.MaxAttempts || ctx.Err() != nil {
+			log.Warn("job attempt failed; it will be retried", "err", err)
+			q.observe(job.Kind, start, "retry")
+			return err
+		}
+		// The last attempt: record the failure, so the compose finishes
+		// instead of waiting for a job River has given up on.
+		log.Error("job failed on its last attempt", "err", err)
+		out = &stepOutput{Result: lastAttemptFailure(j, err)}
+	}
+	res, err := json.Marshal(out.Result)
+	if err != nil {
+		return fmt.Errorf("encoding result: %w", err)
+	}
+	var man any
+	if len(out.Manifest) > 0 {
+		man = string(out.Manifest)
+	}
+	err = q.inTx(ctx, func(tx *sql.Tx) error {
+		if err := lockCompose(ctx, tx, j.ComposeID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE kib_job SET result = $1, manifest = $2, finished_at = $3 WHERE id = $4`,
+			string(res), man, micros(time.Now()), id); err != nil {
+			return fmt.Errorf("storing result: %w", err)
+		}
+		return q.enqueueReady(ctx, tx, j.ComposeID)
+	})
+	if err != nil {
+		return err
+	}
+	failure := ""
+	if je := decodeError(res); je != nil {
+		failure = fmt.Sprint(je.ID)
+	}
+	q.observe(job.Kind, start, failure)
+	log.Info("job finished", "compose", j.ComposeID, "failure", failure)
+	return nil
+}
+
+// safeStep runs the step, turning a panic into an error (a retry).
+func (w *stepWorker[T]) safeStep(ctx context.Context, j *jobRow, c *ComposeJobs) (out *stepOutput, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("job panicked: %v", r)
+		}
+	}()
+	return w.step(ctx, j, c)
+}
+
+// lastAttemptFailure is the result of a job whose every attempt failed.
+func lastAttemptFailure(j *jobRow, err error) any {
+	je := &JobError{Reason: fmt.Sprintf("job failed %d times: %v", MaxAttempts, err)}
+	if errors.Is(err, ErrRetry) {
+		je = &JobError{ID: ErrIDJobMissingHeartbeat, Reason: "Workers running this job stopped responding more than 2 times.", Details: err.Error()}
+	}
+	switch j.Kind {
+	case KindKojiInit:
+		if je.ID == 0 {
+			je.ID = ErrIDKojiInit
+		}
+		// Keep a stored reservation, so that koji-finalize refunds it.
+		var r InitResult
+		if len(j.Result) > 0 {
+			_ = json.Unmarshal(j.Result, &r)
+		}
+		r.JobError = je
+		return r
+	case KindKojiFinalize:
+		if je.ID == 0 {
+			je.ID = ErrIDKojiFinalize
+		}
+		return FinalizeResult{JobError: je}
+	default:
+		if je.ID == 0 {
+			je.ID = ErrIDBuildJob
+		}
+		return BuildJobResult{JobError: je}
+	}
+}
+
+func (q *Queue) observe(kind string, start time.Time, failure string) {
+	if q.cfg.Observer != nil {
+		q.cfg.Observer.JobDone(kind, time.Since(start), failure)
+	}
+}
+
+func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
+	var a initArgs
+	if err := json.Unmarshal(j.Args, &a); err != nil {
+		return &stepOutput{Result: InitResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+	}
+	// A reservation stored by an earlier attempt is reused: a retry must not
+	// reserve a second build.
+	if len(j.Result) > 0 {
+		var r InitResult
+		if json.Unmarshal(j.Result, &r) == nil && r.BuildID != 0 {
+			q.log.Info("reusing Koji reservation of an earlier attempt", "job", j.ID, "build_id", r.BuildID)
+			return &stepOutput{Result: r}, nil
+		}
+	}
+	if q.cfg.Koji == nil {
+		return &stepOutput{Result: InitResult{JobError: &JobError{ID: ErrIDInvalidConfig, Reason: "this service has no Koji configured"}}}, nil
+	}
+	res, err := q.cfg.Koji.Init(ctx, &KojiInitArgs{Server: a.Koji.Server, Name: a.Koji.Name, Version: a.Koji.Version, Release: a.Koji.Release})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return &stepOutput{Result: InitResult{JobError: &JobError{ID: ErrIDKojiInit, Reason: "Koji init error", Details: err.Error()}}}, nil
+	}
+	r := InitResult{BuildID: res.BuildID, Token: res.Token}
+	b, _ := json.Marshal(r)
+	// Store the reservation at once, outside the result transaction, so a
+	// retry finds it.
+	if _, err := q.db.ExecContext(ctx, `UPDATE kib_job SET result = $1 WHERE id = $2`, string(b), j.ID); err != nil {
+		return nil, fmt.Errorf("storing Koji reservation: %w", err)
+	}
+	if q.afterInit != nil {
+		if err := q.afterInit(); err != nil {
+			return nil, err
+		}
+	}
+	return &stepOutput{Result: r}, nil
+}
+
+func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
+	var a buildArgs
+	if err := json.Unmarshal(j.Args, &a); err != nil {
+		return &stepOutput{Result: BuildJobResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+	}
+	r := BuildJobResult{
+		Arch: a.Image.Arch, HostOS: "linux", ImageBootMode: a.Image.BootMode,
+		ExportName: a.Image.Export, ExportFilename: a.Image.Filename, KojiFilename: a.KojiFilename,
+	}
+	if c.Init != nil {
+		if je := decodeError(c.Init.Result); je != nil {
+			r.JobError = &JobError{ID: ErrIDKojiFailedDependency, Reason: "Koji init job failed", Details: []*JobError{je}}
+			return &stepOutput{Result: r}, nil
+		}
+	}
+	dir := q.ArtifactDir(j.ID)
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("clearing artifact dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("making artifact dir: %w", err)
+	}
+	res, err := q.cfg.Builder.Build(ctx, &BuildArgs{ComposeID: c.ID, JobID: j.ID, Distribution: a.Distribution, Image: a.Image, Seed: a.Seed, OutputDir: dir})
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrRetry) {
+			return nil, err
+		}
+		r.JobError = &JobError{ID: ErrIDBuildJob, Reason: "image build failed", Details: err.Error()}
+		return &stepOutput{Result: r}, nil
+	}
+	r.Artifacts, r.Log = res.Artifacts, res.Log
+	var failed []*JobError
+	for _, t := range a.Image.Targets {
+		tr := TargetResult{Type: t.Type}
+		if t.Type != "local" {
+			tr.TargetError = &JobError{ID: 11, Reason: fmt.Sprintf("upload target %q is not implemented by kib yet", t.Type)}
+			failed = append(failed, tr.TargetError)
+		}
+		r.TargetResults = append(r.TargetResults, tr)
+	}
+	if len(failed) > 0 {
+		r.JobError = &JobError{ID: ErrIDTargetError, Reason: "at least one target failed", Details: failed}
+	} else {
+		r.Success = true
+	}
+	return &stepOutput{Result: r, Manifest: res.Manifest}, nil
+}
+
+func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
+	var a finalizeArgs
+	if err := json.Unmarshal(j.Args, &a); err != nil {
+		return &stepOutput{Result: FinalizeResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+	}
+	var ir InitResult
+	_ = json.Unmarshal(c.Init.Result, &ir)
+	refund := func(je *JobError) (*stepOutput, error) {
+		if q.cfg.Koji != nil {
+			if err := q.cfg.Koji.Refund(ctx, &KojiRefundArgs{Server: a.Koji.Server, BuildID: ir.BuildID, Token: ir.Token}); err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				q.log.Error("refunding Koji build", "build_id", ir.BuildID, "err", err)
+				je.Details = []any{je.Details, "refund failed: " + err.Error()}
+			}
+		}
+		return &stepOutput{Result: FinalizeResult{JobError: je}}, nil
+	}
+	if ir.JobError != nil || ir.BuildID == 0 {
+		je := &JobError{ID: ErrIDKojiFailedDependency, Reason: "Koji build error", Details: []*JobError{ir.JobError}}
+		if ir.BuildID == 0 {
+			return &stepOutput{Result: FinalizeResult{JobError: je}}, nil
+		}
+		// koji-init reserved a build and then failed: give it back.
+		return refund(je)
+	}
+	var failed []*JobError
+	fin := &KojiFinalizeArgs{
+		Server: a.Koji.Server, Name: a.Koji.Name, Version: a.Koji.Version, Release: a.Koji.Release,
+		TaskID: a.Koji.TaskID, BuildID: ir.BuildID, Token: ir.Token, Directory: a.Directory,
+		StartTime: time.Unix(a.StartTime, 0).UTC(), EndTime: time.Now().UTC(),
+	}
+	for i, b := range c.Builds {
+		r := decodeBuild(b.Result)
+		if r.JobError != nil || !r.Success {
+			failed = append(failed, r.JobError)
+			continue
+		}
+		var ba buildArgs
+		_ = json.Unmarshal(b.Args, &ba)
+		name := ba.KojiFilename
+		if name == "" && i < len(a.KojiFilenames) {
+			name = a.KojiFilenames[i]
+		}
+		fin.Images = append(fin.Images, KojiImage{
+			Arch: r.Arch, ImageType: ba.Image.ImageType, BootMode: r.ImageBootMode, Export: r.ExportName,
+			Filename: name, Manifest: b.Manifest, Artifacts: r.Artifacts,
+		})
+	}
+	if len(failed) > 0 {
+		return refund(&JobError{ID: ErrIDKojiFailedDependency, Reason: "at least one job dependency failed", Details: failed})
+	}
+	if q.cfg.Koji == nil {
+		return refund(&JobError{ID: ErrIDInvalidConfig, Reason: "this service has no Koji configured"})
+	}
+	if err := q.cfg.Koji.Finalize(ctx, fin); err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return refund(&JobError{ID: ErrIDKojiFinalize, Reason: "Koji finalize error", Details: err.Error()})
+	}
+	return &stepOutput{Result: FinalizeResult{}}, nil
+}

@@ -1,0 +1,246 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kib-project/kib/internal/jobs"
+)
+
+// BasePath is where the worker API is mounted.
+const BasePath = "/api/worker/v1"
+
+// Handler serves the worker API for a Dispatcher:
+//
+//	POST  /jobs                      {"types":["build"],"arch":"x86_64"} → 201 job, or 204 when none came
+//	GET   /jobs/{token}              heartbeat; → {"canceled":false}
+//	PUT   /jobs/{token}/artifacts/{name}   upload one artifact
+//	PATCH /jobs/{token}              {"result":{...}} finishes the job
+type Handler struct {
+	// Dispatcher hands out the builds. Required.
+	Dispatcher *Dispatcher
+	// PollTimeout is how long POST /jobs waits for a job. Default 30s.
+	PollTimeout time.Duration
+	// Authorize, if set, admits or refuses each request (the service's
+	// mTLS allow-list or JWT check).
+	Authorize func(r *http.Request) error
+	// Log receives request errors; nil discards.
+	Log *slog.Logger
+}
+
+// RequestJob is the body of POST /jobs.
+type RequestJob struct {
+	Types []string `json:"types"`
+	Arch  string   `json:"arch"`
+}
+
+// JobResponse is a job handed to a worker.
+type JobResponse struct {
+	ID               string          `json:"id"`
+	Kind             string          `json:"kind"`
+	Href             string          `json:"href"`
+	Type             string          `json:"type"`
+	Location         string          `json:"location"`
+	ArtifactLocation string          `json:"artifact_location"`
+	Args             *jobs.BuildArgs `json:"args"`
+}
+
+// Result is what a worker reports when a job ends.
+type Result struct {
+	Manifest  json.RawMessage `json:"manifest,omitempty"`
+	Artifacts []jobs.Artifact `json:"artifacts,omitempty"`
+	Log       string          `json:"log,omitempty"`
+	// Error is set when the build failed.
+	Error string `json:"error,omitempty"`
+}
+
+// UpdateJob is the body of PATCH /jobs/{token}.
+type UpdateJob struct {
+	Result *Result `json:"result"`
+}
+
+// apiError is a worker API error, IMAGE-BUILDER-WORKER-<code>.
+type apiError struct {
+	status, code int
+	reason       string
+}
+
+func (e *apiError) Error() string { return e.reason }
+
+var (
+	errMediaType = &apiError{415, 3, "Only 'application/json' content is supported"}
+	errToken     = &apiError{404, 5, "Token not found"}
+	errBody      = &apiError{400, 10, "Error decoding the body"}
+	errNotFound  = &apiError{404, 11, "Requested resource doesn't exist"}
+	errAuth      = &apiError{401, 401, "Account authentication could not be verified"}
+	errJobType   = &apiError{400, 15, "Requested job type cannot be dequeued"}
+)
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h.serve(w, r); err != nil {
+		var e *apiError
+		if !errors.As(err, &e) {
+			e = &apiError{500, 10000, "internal error"}
+		}
+		if h.Log != nil {
+			h.Log.Warn("worker API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(e.status)
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"id": fmt.Sprint(e.code), "kind": "Error", "href": fmt.Sprintf("%s/errors/%d", BasePath, e.code),
+			"code": fmt.Sprintf("IMAGE-BUILDER-WORKER-%d", e.code), "reason": e.reason, "message": e.reason,
+		})
+	}
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	if r.Header.Get("Content-Type") != "application/json" {
+		return errMediaType
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", errBody, err)
+	}
+	return nil
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
+	path, ok := strings.CutPrefix(r.URL.Path, BasePath)
+	if !ok {
+		return errNotFound
+	}
+	if h.Authorize != nil {
+		if err := h.Authorize(r); err != nil {
+			return fmt.Errorf("%w: %v", errAuth, err)
+		}
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) == 1 && parts[0] == "jobs" && r.Method == http.MethodPost:
+		return h.requestJob(w, r)
+	case len(parts) == 2 && parts[0] == "jobs" && r.Method == http.MethodGet:
+		if err := h.Dispatcher.heartbeat(parts[1]); err != nil {
+			return errToken
+		}
+		writeJSON(w, 200, map[string]any{"id": parts[1], "kind": "JobStatus", "href": BasePath + "/jobs/" + parts[1], "canceled": false})
+		return nil
+	case len(parts) == 2 && parts[0] == "jobs" && r.Method == http.MethodPatch:
+		return h.updateJob(w, r, parts[1])
+	case len(parts) == 4 && parts[0] == "jobs" && parts[2] == "artifacts" && r.Method == http.MethodPut:
+		return h.upload(w, r, parts[1], parts[3])
+	}
+	return errNotFound
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (h *Handler) requestJob(w http.ResponseWriter, r *http.Request) error {
+	var req RequestJob
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if req.Arch == "" {
+		return fmt.Errorf("%w: arch: required", errBody)
+	}
+	wantBuild := false
+	for _, t := range req.Types {
+		if t != jobs.KindBuild {
+			return fmt.Errorf("%w: %q", errJobType, t)
+		}
+		wantBuild = true
+	}
+	if !wantBuild {
+		return fmt.Errorf("%w: types: give [\"build\"]", errJobType)
+	}
+	timeout := h.PollTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	t, err := h.Dispatcher.take(ctx, req.Arch)
+	if err != nil {
+		writeJSON(w, http.StatusNoContent, nil)
+		return nil
+	}
+	loc := BasePath + "/jobs/" + t.token
+	args := *t.args
+	args.OutputDir = ""
+	writeJSON(w, http.StatusCreated, JobResponse{
+		ID: t.args.JobID, Kind: "RequestJob", Href: BasePath + "/jobs", Type: jobs.KindBuild,
+		Location: loc, ArtifactLocation: loc + "/artifacts/", Args: &args,
+	})
+	return nil
+}
+
+func (h *Handler) upload(w http.ResponseWriter, r *http.Request, token, name string) error {
+	t, err := h.Dispatcher.lookup(token)
+	if err != nil {
+		return errToken
+	}
+	if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("%w: artifact name %q", errBody, name)
+	}
+	f, err := os.Create(filepath.Join(t.args.OutputDir, name))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r.Body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_ = h.Dispatcher.heartbeat(token)
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (h *Handler) updateJob(w http.ResponseWriter, r *http.Request, token string) error {
+	var u UpdateJob
+	if err := decodeJSON(r, &u); err != nil {
+		return err
+	}
+	if u.Result == nil {
+		return fmt.Errorf("%w: result: required", errBody)
+	}
+	t, err := h.Dispatcher.lookup(token)
+	if err != nil {
+		return errToken
+	}
+	var res taskResult
+	if u.Result.Error != "" {
+		res.err = errors.New(u.Result.Error)
+	} else {
+		br := &jobs.BuildResult{Manifest: u.Result.Manifest, Log: u.Result.Log}
+		for _, a := range u.Result.Artifacts {
+			p := filepath.Join(t.args.OutputDir, filepath.Base(a.Name))
+			sum, size, err := sha256File(p)
+			if err != nil || sum != a.SHA256 || size != a.Size {
+				return fmt.Errorf("%w: artifact %s: not uploaded or checksum mismatch", errBody, a.Name)
+			}
+			a.Path = p
+			br.Artifacts = append(br.Artifacts, a)
+		}
+		res.res = br
+	}
+	if err := h.Dispatcher.finish(token, res); err != nil {
+		return errToken
+	}
+	writeJSON(w, 200, map[string]any{"id": token, "kind": "UpdateJobResponse", "href": BasePath + "/jobs/" + token})
+	return nil
+}

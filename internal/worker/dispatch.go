@@ -1,0 +1,148 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kib-project/kib/internal/jobs"
+)
+
+// Dispatcher is a jobs.Builder that hands builds to remote workers through
+// the worker API (see Handler). A worker must heartbeat its job; when it
+// stays silent for Lease, the build is given up with jobs.ErrRetry so the
+// queue runs it again, on another worker.
+type Dispatcher struct {
+	lease time.Duration
+
+	mu      sync.Mutex
+	queues  map[string]chan *task // by architecture
+	running map[string]*task      // by token
+}
+
+var _ jobs.Builder = (*Dispatcher)(nil)
+
+// NewDispatcher returns a Dispatcher whose jobs expire after lease without
+// a heartbeat (default 2 minutes).
+func NewDispatcher(lease time.Duration) *Dispatcher {
+	if lease <= 0 {
+		lease = 2 * time.Minute
+	}
+	return &Dispatcher{lease: lease, queues: map[string]chan *task{}, running: map[string]*task{}}
+}
+
+type task struct {
+	args  *jobs.BuildArgs
+	token string
+	beat  chan struct{}
+	done  chan taskResult
+	once  sync.Once
+}
+
+type taskResult struct {
+	res *jobs.BuildResult
+	err error
+}
+
+func (d *Dispatcher) queue(arch string) chan *task {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	q, ok := d.queues[arch]
+	if !ok {
+		q = make(chan *task)
+		d.queues[arch] = q
+	}
+	return q
+}
+
+// Build waits for a remote worker of the image's architecture to take the
+// build, then for its result.
+func (d *Dispatcher) Build(ctx context.Context, args *jobs.BuildArgs) (*jobs.BuildResult, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	t := &task{args: args, token: hex.EncodeToString(b[:]), beat: make(chan struct{}, 1), done: make(chan taskResult, 1)}
+	select {
+	case d.queue(args.Image.Arch) <- t:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer d.drop(t.token)
+	timer := time.NewTimer(d.lease)
+	defer timer.Stop()
+	for {
+		select {
+		case <-t.beat:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(d.lease)
+		case r := <-t.done:
+			return r.res, r.err
+		case <-timer.C:
+			return nil, fmt.Errorf("remote worker sent no heartbeat for %s: %w", d.lease, jobs.ErrRetry)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (d *Dispatcher) drop(token string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.running, token)
+}
+
+// take hands a waiting build of arch to a worker, waiting up to ctx's end.
+func (d *Dispatcher) take(ctx context.Context, arch string) (*task, error) {
+	select {
+	case t := <-d.queue(arch):
+		d.mu.Lock()
+		d.running[t.token] = t
+		d.mu.Unlock()
+		return t, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// errUnknownToken is returned for a token with no running job.
+var errUnknownToken = errors.New("token not found")
+
+func (d *Dispatcher) lookup(token string) (*task, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, ok := d.running[token]
+	if !ok {
+		return nil, errUnknownToken
+	}
+	return t, nil
+}
+
+func (d *Dispatcher) heartbeat(token string) error {
+	t, err := d.lookup(token)
+	if err != nil {
+		return err
+	}
+	select {
+	case t.beat <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (d *Dispatcher) finish(token string, r taskResult) error {
+	t, err := d.lookup(token)
+	if err != nil {
+		return err
+	}
+	t.once.Do(func() { t.done <- r })
+	d.drop(token)
+	return nil
+}

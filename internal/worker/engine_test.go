@@ -1,0 +1,128 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kib-project/kib/internal/composer"
+	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/jobs/jobstest"
+	"github.com/kib-project/kib/internal/store"
+	"github.com/kib-project/kib/internal/worker"
+)
+
+// TestRealKojiCompose is the one test that builds a real image: a Koji
+// compose through the API, the queue and the engine, ending in the Koji
+// test double's Finalize with every artifact.
+func TestRealKojiCompose(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a real Debian image (one to two minutes); run without -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("this test builds an image and needs root (mmdebstrap root mode)")
+	}
+	ctx := context.Background()
+	cat, err := distro.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	koji := &jobstest.KojiRecorder{}
+	q, err := jobs.Open(ctx, jobs.Config{StateDir: t.TempDir(), Workers: 1, Builder: &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: t.TempDir()}, Koji: koji})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_ = q.Stop(sctx)
+		q.Close()
+	}()
+	h, err := composer.New(composer.Config{Queue: q, Distros: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	api := srv.URL + "/api/image-builder-composer/v2"
+	body := `{"distribution": "debian-12", "koji": {"name": "Debian-Container", "version": "12", "release": "1", "server": "https://koji.example.org/kojihub", "task_id": 7}, "image_requests": [{"architecture": "x86_64", "image_type": "container", "repositories": []}], "customizations": {"packages": ["ca-certificates"]}}`
+	resp, err := http.Post(api+"/compose", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID string }
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST /compose: %d", resp.StatusCode)
+	}
+	get := func(path string, v any) {
+		resp, err := http.Get(api + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(data, v); err != nil {
+			t.Fatalf("%s: %v: %s", path, err, data)
+		}
+	}
+	var status struct {
+		Status        string
+		ImageStatuses []struct {
+			Status string
+			Error  *jobs.JobError
+		} `json:"image_statuses"`
+		KojiStatus struct {
+			BuildID int `json:"build_id"`
+		} `json:"koji_status"`
+	}
+	deadline := time.Now().Add(8 * time.Minute)
+	for status.Status != "success" && status.Status != "failure" {
+		if time.Now().After(deadline) {
+			t.Fatal("compose did not finish in 8 minutes")
+		}
+		time.Sleep(time.Second)
+		get("/composes/"+created.ID, &status)
+	}
+	if status.Status != "success" || status.KojiStatus.BuildID != 1001 {
+		var logs json.RawMessage
+		get("/composes/"+created.ID+"/logs", &logs)
+		t.Fatalf("status %+v; logs %.3000s", status, logs)
+	}
+	var mans struct{ Manifests []json.RawMessage }
+	get("/composes/"+created.ID+"/manifests", &mans)
+	if len(mans.Manifests) != 1 || !strings.Contains(string(mans.Manifests[0]), "ca-certificates") {
+		t.Errorf("manifest does not pin ca-certificates: %.300s", mans.Manifests)
+	}
+	fin := koji.Finalized[0]
+	kinds := map[string]bool{}
+	for _, a := range fin.Images[0].Artifacts {
+		if fi, err := os.Stat(a.Path); err != nil || fi.Size() != a.Size {
+			t.Errorf("artifact %s: %v", a.Name, err)
+		}
+		kinds[a.Kind] = true
+	}
+	for _, k := range []string{"image", "manifest", "sbom", "log"} {
+		if !kinds[k] {
+			t.Errorf("no %s artifact among %+v", k, fin.Images[0].Artifacts)
+		}
+	}
+	if fin.Images[0].Filename != "Debian-Container-12-1.x86_64.tar" {
+		t.Errorf("koji filename = %s", fin.Images[0].Filename)
+	}
+}

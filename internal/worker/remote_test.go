@@ -1,0 +1,146 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/jobs/jobstest"
+	"github.com/kib-project/kib/internal/worker"
+)
+
+// blockingBuilder never finishes on its own: it stands for a worker that
+// dies mid-build.
+type blockingBuilder struct{ started chan struct{} }
+
+func (b *blockingBuilder) Build(ctx context.Context, _ *jobs.BuildArgs) (*jobs.BuildResult, error) {
+	close(b.started)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestRemoteWorkerLeaseExpiry(t *testing.T) {
+	for _, backend := range jobstest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			koji := &jobstest.KojiRecorder{}
+			d := worker.NewDispatcher(300 * time.Millisecond)
+			q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(), Workers: 2, Builder: d, Koji: koji, RetryDelay: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(&worker.Handler{Dispatcher: d, PollTimeout: 5 * time.Second})
+			t.Cleanup(func() {
+				srv.Close()
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = q.Stop(sctx)
+				q.Close()
+			})
+			c := &jobs.Compose{
+				Distribution: "debian-12", Seed: 1,
+				Koji:   &jobs.KojiTarget{Server: "https://koji.example/kojihub", TaskID: 5, Name: "n", Version: "v", Release: "r"},
+				Images: []jobs.ImageRequest{{Arch: "x86_64", ImageType: "tar", Filename: "root.tar.xz", Export: "archive"}},
+			}
+			id, err := q.Submit(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// Worker A takes the build and dies: no heartbeat, no result.
+			dying := &blockingBuilder{started: make(chan struct{})}
+			actx, kill := context.WithCancel(ctx)
+			a := &worker.Remote{Server: srv.URL, HTTP: srv.Client(), Arch: "x86_64", Builder: dying, WorkDir: t.TempDir(), Heartbeat: 50 * time.Millisecond}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = a.RunOne(actx)
+			}()
+			<-dying.started
+			kill()
+			<-done
+
+			// Worker B gets the retried build after the lease expired.
+			good := &jobstest.Builder{}
+			bw := &worker.Remote{Server: srv.URL, HTTP: srv.Client(), Arch: "x86_64", Builder: good, WorkDir: t.TempDir(), Heartbeat: 50 * time.Millisecond}
+			for good.Builds() == 0 {
+				if _, err := bw.RunOne(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			var st *jobs.ComposeStatus
+			for time.Now().Before(deadline) {
+				cj, err := q.Get(ctx, "", id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st = jobs.Derive(cj); st.Status != jobs.StatusPending {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if st.Status != jobs.StatusSuccess {
+				t.Fatalf("status = %+v", st)
+			}
+			if got, want := koji.Calls(), []string{"init n-v-r", "finalize 1001"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("koji calls = %q, want %q (one reservation, no refund)", got, want)
+			}
+			fin := koji.Finalized[0]
+			if len(fin.Images) != 1 || len(fin.Images[0].Artifacts) != 4 || len(fin.Images[0].Manifest) == 0 {
+				t.Errorf("finalize images = %+v", fin.Images)
+			}
+		})
+	}
+}
+
+func TestWorkerAPIErrors(t *testing.T) {
+	srv := httptest.NewServer(&worker.Handler{Dispatcher: worker.NewDispatcher(time.Minute), PollTimeout: 10 * time.Millisecond})
+	defer srv.Close()
+	tests := []struct {
+		name, method, path, ct, body string
+		status                       int
+	}{
+		{"no job waiting", "POST", "/api/worker/v1/jobs", "application/json", `{"types":["build"],"arch":"x86_64"}`, 204},
+		{"wrong media type", "POST", "/api/worker/v1/jobs", "text/plain", `{}`, 415},
+		{"job type", "POST", "/api/worker/v1/jobs", "application/json", `{"types":["koji-init"],"arch":"x86_64"}`, 400},
+		{"bad body", "POST", "/api/worker/v1/jobs", "application/json", `{"types":`, 400},
+		{"unknown token", "GET", "/api/worker/v1/jobs/abc", "", "", 404},
+		{"finish unknown token", "PATCH", "/api/worker/v1/jobs/abc", "application/json", `{"result":{}}`, 404},
+		{"unknown path", "GET", "/api/worker/v1/nope", "", "", 404},
+	}
+	locked := httptest.NewServer(&worker.Handler{Dispatcher: worker.NewDispatcher(time.Minute), Authorize: func(*http.Request) error { return errors.New("no client certificate") }})
+	defer locked.Close()
+	resp, err := locked.Client().Post(locked.URL+"/api/worker/v1/jobs", "application/json", stringsReader(`{"types":["build"],"arch":"x86_64"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("unauthorized worker: status %d, want 401", resp.StatusCode)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, stringsReader(tt.body))
+			if tt.ct != "" {
+				req.Header.Set("Content-Type", tt.ct)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status = %d, want %d", resp.StatusCode, tt.status)
+			}
+		})
+	}
+}
