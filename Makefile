@@ -6,13 +6,14 @@ GO ?= go
 OUT ?= out
 TYPE ?= tar
 
-# Host tools kib drives, by Debian package; krb5-kdc, krb5-admin-server and
+# Host tools kib drives, by Debian package; postgresql backs the shared
+# queue's tests (.ci/postgres.sh starts it); krb5-kdc, krb5-admin-server and
 # apache2 serve the Koji login tests against a real KDC and a real httpd.
 HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
 	dosfstools mtools qemu-utils fdisk e2fsprogs \
 	grub-efi-amd64-bin grub-pc-bin grub2-common systemd-boot-efi \
 	qemu-system-x86 ovmf \
-	krb5-kdc krb5-admin-server apache2
+	krb5-kdc krb5-admin-server apache2 postgresql
 
 .PHONY: image test deps kib bench vet fuzz
 
@@ -26,7 +27,7 @@ test: deps
 	$(GO) vet ./...
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
-	$(GO) test -timeout 60m ./...
+	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) test -timeout 60m ./...
 
 # deps installs the missing host packages (as root), or says which are missing.
 deps:
@@ -49,6 +50,12 @@ fuzz:
 	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseURIs -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseDeb822 -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseRepoFlag -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
+	bench/qcow2.sh
+	bench/koji-upload.sh
+	bench/compose.sh

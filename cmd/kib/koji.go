@@ -46,19 +46,23 @@ type kojiConnOptions struct {
 	Verbose      bool
 }
 
-func (o *kojiConnOptions) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Server, "server", "", "Koji hub URL, e.g. https://koji.example.com/kojihub (required)")
-	fs.StringVar(&o.User, "user", "", "log in with this user name and a password (from --password-file or $KIB_KOJI_PASSWORD)")
-	fs.StringVar(&o.PasswordFile, "password-file", "", "file holding the password for --user")
-	fs.StringVar(&o.Cert, "cert", "", "log in with this client certificate (PEM; may also hold the key)")
-	fs.StringVar(&o.Key, "key", "", "private key of --cert, if not in the same file")
-	fs.StringVar(&o.CA, "ca", "", "CA certificates to trust for the hub (default: system roots)")
-	fs.BoolVar(&o.TLS13, "tls13", false, "allow TLS 1.3 for certificate login (only if the hub asks for the certificate at connection time)")
-	fs.StringVar(&o.Principal, "principal", "", "log in with Kerberos (GSSAPI) as this principal, e.g. kib/builder.example.com@EXAMPLE.COM")
-	fs.StringVar(&o.Keytab, "keytab", "", "keytab of --principal")
-	fs.StringVar(&o.Krb5Conf, "krb5-conf", "", "Kerberos configuration (default /etc/krb5.conf)")
-	fs.IntVar(&o.Retries, "retries", 0, "retries after transport errors (default 30)")
-	fs.BoolVar(&o.Verbose, "verbose", false, "log calls and retries to stderr")
+func (o *kojiConnOptions) bind(fs *pflag.FlagSet) { o.bindPrefixed(fs, "") }
+
+// bindPrefixed binds the connection flags with prefix before each name
+// ("koji-" for kib serve).
+func (o *kojiConnOptions) bindPrefixed(fs *pflag.FlagSet, prefix string) {
+	fs.StringVar(&o.Server, prefix+"server", "", "Koji hub URL, e.g. https://koji.example.com/kojihub (required)")
+	fs.StringVar(&o.User, prefix+"user", "", "log in with this user name and a password (from --password-file or $KIB_KOJI_PASSWORD)")
+	fs.StringVar(&o.PasswordFile, prefix+"password-file", "", "file holding the password for --user")
+	fs.StringVar(&o.Cert, prefix+"cert", "", "log in with this client certificate (PEM; may also hold the key)")
+	fs.StringVar(&o.Key, prefix+"key", "", "private key of --cert, if not in the same file")
+	fs.StringVar(&o.CA, prefix+"ca", "", "CA certificates to trust for the hub (default: system roots)")
+	fs.BoolVar(&o.TLS13, prefix+"tls13", false, "allow TLS 1.3 for certificate login (only if the hub asks for the certificate at connection time)")
+	fs.StringVar(&o.Principal, prefix+"principal", "", "log in with Kerberos (GSSAPI) as this principal, e.g. kib/builder.example.com@EXAMPLE.COM")
+	fs.StringVar(&o.Keytab, prefix+"keytab", "", "keytab of --principal")
+	fs.StringVar(&o.Krb5Conf, prefix+"krb5-conf", "", "Kerberos configuration (default /etc/krb5.conf)")
+	fs.IntVar(&o.Retries, prefix+"retries", 0, "retries after transport errors (default 30)")
+	fs.BoolVar(&o.Verbose, prefix+"verbose", false, "log calls and retries to stderr")
 }
 
 func (o *kojiConnOptions) validate() error {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +22,8 @@ import (
 	"github.com/kib-project/kib/internal/composer"
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/koji"
+	"github.com/kib-project/kib/internal/kojimeta"
 	"github.com/kib-project/kib/internal/metrics"
 	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/worker"
@@ -45,6 +48,8 @@ type serveOptions struct {
 	jwksURL        string
 	tenantClaims   []string
 	logLevel       string
+	koji           kojiConnOptions
+	kojiCG         string
 }
 
 func defaultStateDir() string {
@@ -98,6 +103,8 @@ only listens on loopback, for development.`,
 	f.StringVar(&o.clientCA, "client-ca", "", "CA (PEM) that client certificates must chain to (mTLS)")
 	f.StringSliceVar(&o.allowedDomains, "allowed-domain", nil, "with --client-ca: client certificate names allowed in (repeatable)")
 	f.StringVar(&o.jwksURL, "jwks-url", "", "JWKS URL to verify bearer JWTs with")
+	o.koji.bindPrefixed(f, "koji-")
+	f.StringVar(&o.kojiCG, "koji-cg", kojimeta.CGName, "content generator name on the Koji hub")
 	f.StringSliceVar(&o.tenantClaims, "tenant-claim", []string{"rh-org-id"}, "with --jwks-url: JWT claims naming the tenant, first non-empty wins")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -115,6 +122,11 @@ func (o *serveOptions) validate() error {
 		return errors.New("--allowed-domain: required with --client-ca")
 	case (o.clientCA != "" || o.jwksURL != "") && o.tlsCert == "":
 		return errors.New("--tls-cert: authentication needs TLS")
+	}
+	if o.koji.Server != "" {
+		if err := o.koji.validate(); err != nil {
+			return fmt.Errorf("--koji-*: %w", err)
+		}
 	}
 	return nil
 }
@@ -178,7 +190,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	obs := &lateObserver{}
 	q, err := jobs.Open(ctx, jobs.Config{
 		Database: o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
-		Koji: newKojiImporter(), Log: log.With("component", "jobs"), Observer: obs,
+		Koji: o.kojiImporter(), Log: log.With("component", "jobs"), Observer: obs,
 	})
 	if err != nil {
 		return err
@@ -279,8 +291,15 @@ func (l *lateObserver) JobDone(kind string, d time.Duration, failure string) {
 	}
 }
 
-// newKojiImporter returns the Koji side of Koji composes. The real
-// implementation (internal/koji: CGInitBuild, uploads, CGImport,
-// CGRefundBuild) is wired here when it lands; until then Koji composes
-// fail at koji-init with "this service has no Koji configured".
-func newKojiImporter() jobs.KojiImporter { return nil }
+// kojiImporter returns the Koji side of Koji composes: the hub given with
+// --koji-server, logged in as the --koji-* flags say; nil without a hub, so
+// Koji composes fail at koji-init with "this service has no Koji configured".
+func (o *serveOptions) kojiImporter() jobs.KojiImporter {
+	if o.koji.Server == "" {
+		return nil
+	}
+	k := o.koji
+	return &jobs.KojiHub{Server: k.Server, CG: o.kojiCG, Connect: func(ctx context.Context) (*koji.Client, error) {
+		return k.connect(ctx, io.Discard, 1<<20, 4)
+	}}
+}

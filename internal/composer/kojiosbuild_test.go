@@ -1,14 +1,19 @@
 package composer_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kib-project/kib/internal/jobs"
 	"github.com/kib-project/kib/internal/jobs/jobstest"
+	"github.com/kib-project/kib/internal/koji"
+	"github.com/kib-project/kib/internal/koji/kojitest"
 )
 
 // pluginComposeRequest is the POST /compose body exactly as the koji-osbuild
@@ -225,6 +230,81 @@ func TestKojiOSBuildPluginReplay(t *testing.T) {
 						!strings.HasPrefix(fin.Directory, "kib-cg/kib-koji-") {
 						t.Errorf("finalize args = %+v", fin)
 					}
+				}
+			})
+		}
+	}
+}
+
+// TestKojiOSBuildPluginReplayIntoKojitest replays the plugin's requests
+// against kib's API wired to the kojitest hub with the real Koji client: the
+// build the plugin is told about is the one on the hub, complete with every
+// image, or refunded when an image fails.
+func TestKojiOSBuildPluginReplayIntoKojitest(t *testing.T) {
+	for _, backend := range jobstest.Backends {
+		for _, fail := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/fail=%v", backend, fail), func(t *testing.T) {
+				hub := kojitest.New(t, kojitest.Options{})
+				hub.AddUser("kib", "pw")
+				hub.AddContentGenerator("kib", "kib")
+				// The request names the hub as the plugin's configuration
+				// does; the service reaches it at the test hub's address.
+				kh := &jobs.KojiHub{Server: "https://koji.example.org/kojihub", Connect: func(ctx context.Context) (*koji.Client, error) {
+					c, err := koji.New(hub.URL, koji.Options{})
+					if err != nil {
+						return nil, err
+					}
+					return c, c.Login(ctx, "kib", "pw")
+				}}
+				b := setupKoji(t, backend, nil, kh)
+				if fail {
+					b.builder.Fail = map[string]bool{"x86_64": true}
+				}
+				p := &plugin{t: t, b: b, api: b.srv.URL + "/api/image-builder-composer/v2"}
+				resp, data := p.send("POST", "/compose", []byte(pluginComposeRequest))
+				if resp.StatusCode != 201 {
+					t.Fatalf("POST /compose: %d %s", resp.StatusCode, data)
+				}
+				var created struct{ ID string }
+				json.Unmarshal(data, &created)
+				var file map[string]any
+				deadline := time.Now().Add(60 * time.Second)
+				for {
+					_, data := p.send("GET", "/composes/"+created.ID, nil)
+					var status string
+					status, file = composeStatusFile(t, data)
+					if status != "pending" {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("compose did not finish")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				reader, _ := koji.New(hub.URL, koji.Options{})
+				build, err := reader.GetBuild(context.Background(), "Debian-Cloud-Base-12-20261122.0")
+				if err != nil || build == nil {
+					t.Fatalf("the reserved build is not on the hub: %v", err)
+				}
+				if id, _ := file["koji_build_id"].(float64); int64(id) != build.ID {
+					t.Errorf("compose-status.json koji_build_id %v, hub build %d", file["koji_build_id"], build.ID)
+				}
+				if fail {
+					if file["status"] != "failure" || build.State != koji.BuildFailed {
+						t.Errorf("status %v, hub build state %d; want failure and a refunded (FAILED) build", file["status"], build.State)
+					}
+					return
+				}
+				if file["status"] != "success" || build.State != koji.BuildComplete {
+					t.Fatalf("status %v, hub build state %d; want success and COMPLETE", file["status"], build.State)
+				}
+				archives, err := reader.ListArchives(context.Background(), build.ID, "image")
+				if err != nil || len(archives) != 6 {
+					t.Errorf("image archives %d (%v), want 6: two images with manifest and SBOM", len(archives), err)
+				}
+				ti, _ := build.Extra["typeinfo"].(map[string]any)
+				if img, _ := ti["image"].(map[string]any); len(img) != 2 || build.Extra["osbuild_manifest"] == nil {
+					t.Errorf("build extra = %v", build.Extra)
 				}
 			})
 		}

@@ -28,9 +28,18 @@ type testBundle struct {
 
 func setup(t *testing.T, backend string, auth composer.Authenticator) *testBundle {
 	t.Helper()
+	rec := &jobstest.KojiRecorder{}
+	b := setupKoji(t, backend, auth, rec)
+	b.koji = rec
+	return b
+}
+
+// setupKoji is setup with the Koji side of Koji composes given.
+func setupKoji(t *testing.T, backend string, auth composer.Authenticator, koji jobs.KojiImporter) *testBundle {
+	t.Helper()
 	ctx := context.Background()
-	b := &testBundle{koji: &jobstest.KojiRecorder{}, builder: &jobstest.Builder{}}
-	q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(), Workers: 2, Builder: b.builder, Koji: b.koji, RetryDelay: 10 * time.Millisecond})
+	b := &testBundle{builder: &jobstest.Builder{}}
+	q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(), Workers: 2, Builder: b.builder, Koji: koji, RetryDelay: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -171,7 +171,7 @@ func TestKojiCompose(t *testing.T) {
 						var names []string
 						for _, img := range fin.Images {
 							names = append(names, img.Filename)
-							if len(img.Artifacts) != 4 || len(img.Manifest) == 0 {
+							if len(img.Artifacts) != 5 || len(img.Manifest) == 0 {
 								t.Errorf("image %s: %d artifacts, manifest %q", img.Filename, len(img.Artifacts), img.Manifest)
 							}
 						}
@@ -218,7 +218,7 @@ func TestPlainCompose(t *testing.T) {
 			}
 			cj, _ := b.q.Get(ctx, "org-1", id)
 			var r jobs.BuildJobResult
-			if err := json.Unmarshal(cj.Builds[0].Result, &r); err != nil || len(r.Artifacts) != 4 {
+			if err := json.Unmarshal(cj.Builds[0].Result, &r); err != nil || len(r.Artifacts) != 5 {
 				t.Errorf("result %s: %v", cj.Builds[0].Result, err)
 			}
 			if err := b.q.Delete(ctx, "org-1", id); err != nil {

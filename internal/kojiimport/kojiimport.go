@@ -124,8 +124,14 @@ func (im *Importer) Import(ctx context.Context, b Build) (*koji.Build, error) {
 		}
 		dir = koji.UniqueUploadDir(prefix)
 	}
+	// Files beside an image are named after it (root.tar.xz.manifest.json);
+	// on the hub they are named after the image's Koji name the same way.
 	suffix := func(img *Image, file string) string {
-		return strings.TrimPrefix(filepath.Base(file), filepath.Base(img.Path))
+		base := filepath.Base(file)
+		if s, ok := strings.CutPrefix(base, filepath.Base(img.Path)); ok {
+			return s
+		}
+		return "." + base
 	}
 	var files []koji.UploadFile
 	for i, img := range b.Images {
@@ -137,7 +143,7 @@ func (im *Importer) Import(ctx context.Context, b Build) (*koji.Build, error) {
 			files = append(files, koji.UploadFile{Path: s, Name: names[i] + suffix(img, s)})
 		}
 		for _, l := range img.Logs {
-			files = append(files, koji.UploadFile{Path: l, Name: names[i] + "." + filepath.Base(l)})
+			files = append(files, koji.UploadFile{Path: l, Name: names[i] + suffix(img, l)})
 		}
 	}
 	uploaded, err := im.Client.UploadFiles(ctx, dir, files, im.Progress)
@@ -158,7 +164,7 @@ func (im *Importer) Import(ctx context.Context, b Build) (*koji.Build, error) {
 			ki.SBOMs = append(ki.SBOMs, byName[names[i]+suffix(img, s)])
 		}
 		for _, l := range img.Logs {
-			ki.Logs = append(ki.Logs, byName[names[i]+"."+filepath.Base(l)])
+			ki.Logs = append(ki.Logs, byName[names[i]+suffix(img, l)])
 		}
 		in.Images = append(in.Images, ki)
 	}

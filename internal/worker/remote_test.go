@@ -95,7 +95,7 @@ func TestRemoteWorkerLeaseExpiry(t *testing.T) {
 				t.Errorf("koji calls = %q, want %q (one reservation, no refund)", got, want)
 			}
 			fin := koji.Finalized[0]
-			if len(fin.Images) != 1 || len(fin.Images[0].Artifacts) != 4 || len(fin.Images[0].Manifest) == 0 {
+			if len(fin.Images) != 1 || len(fin.Images[0].Artifacts) != 5 || len(fin.Images[0].Manifest) == 0 {
 				t.Errorf("finalize images = %+v", fin.Images)
 			}
 		})

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/jobs"
 )
 
@@ -160,6 +161,18 @@ func (b *Builder) Build(_ context.Context, a *jobs.BuildArgs) (*jobs.BuildResult
 		{"sbom", a.Image.Filename + ".image-os.spdx.json", `{"spdxVersion":"SPDX-2.3"}`},
 		{"log", a.Image.Filename + ".build.log", "built\n"},
 	}
+	// build-info.json, as the engine writes it beside every image.
+	imgSum := sha256.Sum256([]byte(files[0].data))
+	manSum := sha256.Sum256(man)
+	bootMode := a.Image.BootMode
+	if bootMode == "" {
+		bootMode = "none"
+	}
+	info, _ := json.Marshal(buildinfo.BuildInfo{Arch: a.Image.Arch, BootMode: bootMode, ExportName: a.Image.Export,
+		ExportFilename: a.Image.Filename, KibVersion: "test", SHA256: hex.EncodeToString(imgSum[:]), Size: int64(len(files[0].data)),
+		Distro: a.Distribution, ImageType: a.Image.ImageType, ManifestSHA256: hex.EncodeToString(manSum[:]),
+		Packages: []buildinfo.Package{{Name: "base-files", Version: "12.4+deb12u5", Arch: "amd64", SHA256: strings.Repeat("0", 64)}}})
+	files = append(files, struct{ kind, name, data string }{"info", "build-info.json", string(info)})
 	res := &jobs.BuildResult{Manifest: man, Log: "built\n"}
 	for _, f := range files {
 		p := filepath.Join(a.OutputDir, f.name)

@@ -1,0 +1,120 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/kib-project/kib/internal/koji"
+	"github.com/kib-project/kib/internal/kojiimport"
+	"github.com/kib-project/kib/internal/kojimeta"
+)
+
+// KojiHub is the KojiImporter for one Koji hub: it reserves, imports and
+// refunds builds there as a Content Generator, with package kojiimport.
+type KojiHub struct {
+	// Server is the hub URL; composes naming another server are refused.
+	Server string
+	// CG is the content generator's name on the hub; empty means "kib".
+	CG string
+	// Connect returns a logged-in client of the hub. A new session is made
+	// for each step, so an expired session never fails a long compose.
+	Connect func(ctx context.Context) (*koji.Client, error)
+}
+
+var _ KojiImporter = (*KojiHub)(nil)
+
+// ErrKojiServer reports a compose that names a hub this service does not
+// import into.
+var ErrKojiServer = errors.New("koji server not configured")
+
+func (h *KojiHub) importer(ctx context.Context, server string) (*kojiimport.Importer, func(), error) {
+	if strings.TrimRight(server, "/") != strings.TrimRight(h.Server, "/") {
+		return nil, nil, fmt.Errorf("koji.server %q: %w (this service imports into %s)", server, ErrKojiServer, h.Server)
+	}
+	c, err := h.Connect(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to %s: %w", h.Server, err)
+	}
+	cg := h.CG
+	if cg == "" {
+		cg = kojimeta.CGName
+	}
+	done := func() { _ = c.Logout(context.WithoutCancel(ctx)) }
+	return &kojiimport.Importer{Client: c, CG: cg}, done, nil
+}
+
+// Init reserves the build (CGInitBuild).
+func (h *KojiHub) Init(ctx context.Context, a *KojiInitArgs) (*KojiInitResult, error) {
+	im, done, err := h.importer(ctx, a.Server)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	r, err := im.Reserve(ctx, koji.NVR{Name: a.Name, Version: a.Version, Release: a.Release})
+	if err != nil {
+		return nil, err
+	}
+	return &KojiInitResult{BuildID: uint64(r.BuildID), Token: r.Token}, nil
+}
+
+// Finalize uploads every image's files and imports the build (CGImport).
+func (h *KojiHub) Finalize(ctx context.Context, a *KojiFinalizeArgs) error {
+	if a.BuildID > math.MaxInt64 {
+		return fmt.Errorf("koji build id %d out of range", a.BuildID)
+	}
+	var images []*kojiimport.Image
+	for i, ki := range a.Images {
+		img := &kojiimport.Image{}
+		var info string
+		for _, art := range ki.Artifacts {
+			switch art.Kind {
+			case "image":
+				img.Path = art.Path
+			case "manifest":
+				img.Manifest = art.Path
+			case "sbom":
+				img.SBOMs = append(img.SBOMs, art.Path)
+			case "log":
+				img.Logs = append(img.Logs, art.Path)
+			case "info":
+				info = art.Path
+			}
+		}
+		if img.Path == "" || img.Manifest == "" || info == "" {
+			return fmt.Errorf("images[%d] (%s %s): image, manifest and build-info.json artifacts are required", i, ki.Arch, ki.ImageType)
+		}
+		bi, err := kojimeta.ReadBuildInfo(info)
+		if err != nil {
+			return fmt.Errorf("images[%d]: %w", i, err)
+		}
+		img.Info = bi
+		images = append(images, img)
+	}
+	im, done, err := h.importer(ctx, a.Server)
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = im.Import(ctx, kojiimport.Build{
+		NVR:     koji.NVR{Name: a.Name, Version: a.Version, Release: a.Release},
+		BuildID: int64(a.BuildID), Token: a.Token, TaskID: a.TaskID,
+		Start: a.StartTime, End: a.EndTime, Images: images, UploadDir: a.Directory,
+	})
+	return err
+}
+
+// Refund gives the reservation back (CGRefundBuild).
+func (h *KojiHub) Refund(ctx context.Context, a *KojiRefundArgs) error {
+	if a.BuildID > math.MaxInt64 {
+		return fmt.Errorf("koji build id %d out of range", a.BuildID)
+	}
+	im, done, err := h.importer(ctx, a.Server)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return im.Refund(ctx, int64(a.BuildID), a.Token)
+}

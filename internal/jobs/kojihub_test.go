@@ -1,0 +1,103 @@
+package jobs_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/jobs/jobstest"
+	"github.com/kib-project/kib/internal/koji"
+	"github.com/kib-project/kib/internal/koji/kojitest"
+)
+
+// TestKojiHubImports runs Koji composes through the queue into the kojitest
+// hub with the real client: a success is one imported build with every
+// image's files, a failed build leaves the reservation refunded, and a
+// compose naming another hub is refused before anything is reserved.
+func TestKojiHubImports(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	hub.AddUser("kib", "pw")
+	hub.AddContentGenerator("kib", "kib")
+	connect := func(ctx context.Context) (*koji.Client, error) {
+		c, err := koji.New(hub.URL, koji.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return c, c.Login(ctx, "kib", "pw")
+	}
+	reader, _ := koji.New(hub.URL, koji.Options{})
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		builder    *jobstest.Builder
+		server     string
+		release    string
+		wantStatus string
+		wantState  int // of the Koji build; -1: no build
+		archives   int
+	}{
+		{"success", &jobstest.Builder{}, hub.URL, "1", jobs.StatusSuccess, koji.BuildComplete, 6},
+		{"a build fails", &jobstest.Builder{Fail: map[string]bool{"aarch64": true}}, hub.URL, "2", jobs.StatusFailure, koji.BuildFailed, 0},
+		{"other hub", &jobstest.Builder{}, "https://koji.elsewhere.example/kojihub", "3", jobs.StatusFailure, -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, "sqlite"), StateDir: t.TempDir(), Workers: 2,
+				Builder: tt.builder, Koji: &jobs.KojiHub{Server: hub.URL, Connect: connect}, RetryDelay: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				q.Stop(sctx)
+				q.Close()
+			}()
+			c := kojiCompose("x86_64", "aarch64")
+			c.Koji.Server, c.Koji.Release = tt.server, tt.release
+			id, err := q.Submit(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := waitFinal(t, q, "", id); st.Status != tt.wantStatus {
+				t.Fatalf("status %s, want %s", st.Status, tt.wantStatus)
+			}
+			b, err := reader.GetBuild(ctx, "Debian-Cloud-12-"+tt.release)
+			if tt.wantState < 0 {
+				if err == nil && b != nil {
+					t.Fatalf("a build was reserved on the hub: %+v", b)
+				}
+				return
+			}
+			if err != nil || b == nil {
+				t.Fatalf("GetBuild: %+v, %v", b, err)
+			}
+			if b.State != tt.wantState {
+				t.Fatalf("build state %d, want %d", b.State, tt.wantState)
+			}
+			arch, err := reader.ListArchives(ctx, b.ID, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(arch) != tt.archives {
+				t.Errorf("%d archives, want %d (image, manifest and SBOM per arch)", len(arch), tt.archives)
+			}
+			if tt.wantState == koji.BuildComplete {
+				logs, err := reader.GetBuildLogs(ctx, b.ID)
+				var names []string
+				for _, l := range logs {
+					names = append(names, l.Name)
+				}
+				want := "Debian-Cloud-12-1.aarch64.tar.xz.build.log Debian-Cloud-12-1.x86_64.tar.xz.build.log cg_import.log"
+				if err != nil || strings.Join(names, " ") != want {
+					t.Errorf("build logs %v, %v; want %s", names, err, want)
+				}
+			}
+		})
+	}
+}
