@@ -222,6 +222,9 @@ func checkBuildInfo(t *testing.T, a Artifact, export, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := strings.Fields(run(t, "sha256sum", a.Manifest))[0]; got != bi.ManifestSHA256 {
+		t.Errorf("manifest file sha256 %s, build-info.json manifest_sha256 %s", got, bi.ManifestSHA256)
+	}
 	if bi.Arch != "x86_64" || bi.BootMode != "none" || bi.ExportName != export || bi.ExportFilename != file ||
 		bi.SHA256 != a.SHA256 || bi.KibVersion == "" || len(bi.Packages) == 0 {
 		t.Errorf("build-info.json = %+v", bi)

@@ -45,7 +45,9 @@ func (e *Engine) export(ctx context.Context, m *manifest.Manifest, ex manifest.E
 		return Artifact{}, err
 	}
 	a.Manifest = a.Path + ManifestSuffix
-	if err := writeAtomic(a.Manifest, append(canon, '\n')); err != nil {
+	// No trailing newline: the file's sha256 is the manifest's digest
+	// (build-info.json's manifest_sha256), which imports rely on.
+	if err := writeAtomic(a.Manifest, canon); err != nil {
 		return Artifact{}, err
 	}
 	doc, err := sbom.ForImage(m, ex.Filename)

@@ -111,9 +111,11 @@ func TestRealKojiCompose(t *testing.T) {
 		get("/composes/"+created.ID, &status)
 	}
 	if status.Status != "success" || status.KojiStatus.BuildID == 0 {
-		var logs json.RawMessage
+		var logs struct {
+			Koji json.RawMessage `json:"koji"`
+		}
 		get("/composes/"+created.ID+"/logs", &logs)
-		t.Fatalf("status %+v; logs %.3000s", status, logs)
+		t.Fatalf("status %+v; koji logs %.3000s", status, logs.Koji)
 	}
 	var mans struct{ Manifests []json.RawMessage }
 	get("/composes/"+created.ID+"/manifests", &mans)
