@@ -78,16 +78,16 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64,
 	default:
 		return fmt.Errorf("-efi: want grub-efi or systemd-boot, got %q", efi)
 	}
-	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{InputFilename: "disk.raw", Filename: "disk.qcow2", Format: "qcow2"}})
+	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "disk.qcow2"}, Format: "qcow2"}})
 	for _, e := range strings.Split(exports, ",") {
 		switch e {
 		case "":
 		case "vpc":
-			plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{InputFilename: "disk.raw", Filename: "disk.vhd", Format: "vpc", UUID: stages.UUIDFromSeed(seed, "vhd")}})
+			plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "disk.vhd"}, Format: "vpc", UUID: stages.UUIDFromSeed(seed, "vhd")}})
 		case "gce":
-			plan = append(plan, stages.StageSpec{Type: "gce-tar", Options: &stages.GCETar{InputFilename: "disk.raw", Filename: "image.tar.gz"}})
+			plan = append(plan, stages.StageSpec{Type: "gce-tar", Options: &stages.GCETar{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "image.tar.gz"}}})
 		case "xz":
-			plan = append(plan, stages.StageSpec{Type: "xz", Options: &stages.XZ{InputFilename: "disk.raw", Filename: "disk.raw.xz"}})
+			plan = append(plan, stages.StageSpec{Type: "xz", Options: &stages.XZ{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "disk.raw.xz"}}})
 		default:
 			return fmt.Errorf("-exports: unknown export %q (want vpc, gce or xz)", e)
 		}

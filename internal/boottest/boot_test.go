@@ -179,7 +179,7 @@ func build(t *testing.T, ctx context.Context, log *slog.Logger, tarPath string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{InputFilename: h.Filename, Filename: "disk.qcow2", Format: "qcow2"}})
+	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{Conversion: stages.Conversion{InputFilename: h.Filename, Filename: "disk.qcow2"}, Format: "qcow2"}})
 	for _, s := range plan {
 		start := time.Now()
 		if err := s.Options.Run(ctx, env); err != nil {

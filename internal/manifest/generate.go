@@ -345,14 +345,14 @@ func diskPipelines(m *Manifest, it distro.ImageType, disk *stages.HybridDisk, ad
 	conv := Pipeline{Name: it.Export, Kind: KindFile}
 	switch it.Disk.Format {
 	case "qcow2":
-		err = add(&conv, "qemu-img", stages.QemuImg{Input: "image", InputFilename: rawName, Filename: it.Filename, Format: "qcow2"})
+		err = add(&conv, "qemu-img", stages.QemuImg{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Format: "qcow2"})
 	case "vpc":
-		err = add(&conv, "qemu-img", stages.QemuImg{Input: "image", InputFilename: rawName, Filename: it.Filename, Format: "vpc",
+		err = add(&conv, "qemu-img", stages.QemuImg{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Format: "vpc",
 			UUID: stages.UUIDFromSeed(disk.Seed, "vhd")})
 	case "xz":
-		err = add(&conv, "xz", stages.XZ{Input: "image", InputFilename: rawName, Filename: it.Filename, Level: it.Disk.Level})
+		err = add(&conv, "xz", stages.XZ{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Level: it.Disk.Level})
 	case "gce":
-		err = add(&conv, "gce-tar", stages.GCETar{Input: "image", InputFilename: rawName, Filename: it.Filename, Level: it.Disk.Level})
+		err = add(&conv, "gce-tar", stages.GCETar{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Level: it.Disk.Level})
 	default:
 		err = fmt.Errorf("disk format %q has no pipeline", it.Disk.Format)
 	}

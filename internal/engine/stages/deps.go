@@ -40,20 +40,46 @@ func (o *SystemdBoot) InputNames() []string { return []string{o.Source} }
 // Tools lists the host tools the stage runs.
 func (o *SystemdBoot) Tools() []string { return []string{"mmd", "mcopy", "mdir"} }
 
-// InputNames returns the pipeline holding the input file, if not this one.
-func (o *QemuImg) InputNames() []string { return optional(o.Input) }
-
 // Tools lists the host tools the stage runs.
 func (o *QemuImg) Tools() []string { return []string{"qemu-img"} }
-
-// InputNames returns the pipeline holding the input file, if not this one.
-func (o *XZ) InputNames() []string { return optional(o.Input) }
 
 // Tools lists the host tools the stage runs.
 func (o *XZ) Tools() []string { return []string{"xz"} }
 
-// InputNames returns the pipeline holding the input file, if not this one.
-func (o *GCETar) InputNames() []string { return optional(o.Input) }
-
 // Tools lists the host tools the stage runs.
 func (o *GCETar) Tools() []string { return []string{"tar"} }
+
+// Conversion is the input and output of a stage that turns one file into
+// another (qemu-img, xz, gce-tar).
+type Conversion struct {
+	// Input names the pipeline holding InputFilename; empty means this
+	// pipeline's output directory.
+	Input         string `json:"input,omitempty"`
+	InputFilename string `json:"input_filename"`
+	// Filename is the file to write in the output directory.
+	Filename string `json:"filename"`
+}
+
+func (c *Conversion) validate() error {
+	if err := checkPipelineName("input", c.Input, false); err != nil {
+		return err
+	}
+	if err := checkFilename("input_filename", c.InputFilename); err != nil {
+		return err
+	}
+	if err := checkFilename("filename", c.Filename); err != nil {
+		return err
+	}
+	if c.Input == "" && c.InputFilename == c.Filename {
+		return optErr("filename", "must differ from input_filename when both are in this pipeline")
+	}
+	return nil
+}
+
+// inputPath returns the input file's path, which must be a regular file.
+func (c *Conversion) inputPath(env *Env) (string, error) {
+	return inputFile(env, c.Input, c.InputFilename)
+}
+
+// InputNames returns the pipeline holding the input file, if not this one.
+func (c *Conversion) InputNames() []string { return optional(c.Input) }

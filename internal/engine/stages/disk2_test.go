@@ -259,8 +259,8 @@ func TestQemuImg(t *testing.T) {
 		format, file string
 		opts         *QemuImg
 	}{
-		{"qcow2", "disk.qcow2", &QemuImg{InputFilename: "in.raw", Filename: "disk.qcow2", Format: "qcow2"}},
-		{"vpc", "disk.vhd", &QemuImg{InputFilename: "in.raw", Filename: "disk.vhd", Format: "vpc", UUID: uuid}},
+		{"qcow2", "disk.qcow2", &QemuImg{Conversion: Conversion{InputFilename: "in.raw", Filename: "disk.qcow2"}, Format: "qcow2"}},
+		{"vpc", "disk.vhd", &QemuImg{Conversion: Conversion{InputFilename: "in.raw", Filename: "disk.vhd"}, Format: "vpc", UUID: uuid}},
 	} {
 		t.Run(tt.format, func(t *testing.T) {
 			runStage(t, env, "qemu-img", tt.opts)
@@ -324,7 +324,7 @@ func TestXZ(t *testing.T) {
 	in := t.TempDir()
 	env.Inputs["image"] = in
 	raw := sparseInput(t, env, in)
-	opts := &XZ{Input: "image", InputFilename: "disk.raw", Filename: "disk.raw.xz", Level: 1, BlockSize: 4 * MiB}
+	opts := &XZ{Conversion: Conversion{Input: "image", InputFilename: "disk.raw", Filename: "disk.raw.xz"}, Level: 1, BlockSize: 4 * MiB}
 	runStage(t, env, "xz", opts)
 	out := filepath.Join(env.Out, "disk.raw.xz")
 	first := fileSHA(t, out)
@@ -347,7 +347,7 @@ func TestGCETar(t *testing.T) {
 	raw := sparseInput(t, env, in)
 	os.Rename(raw, filepath.Join(in, "image.raw"))
 	raw = filepath.Join(in, "image.raw")
-	opts := &GCETar{Input: "image", InputFilename: "image.raw", Filename: "image.tar.gz"}
+	opts := &GCETar{Conversion: Conversion{Input: "image", InputFilename: "image.raw", Filename: "image.tar.gz"}}
 	runStage(t, env, "gce-tar", opts)
 	out := filepath.Join(env.Out, "image.tar.gz")
 	first := fileSHA(t, out)
@@ -430,7 +430,7 @@ func TestReproducible(t *testing.T) {
 	var sums [2][2]string
 	for i := range sums {
 		env, h, disk := assembled(t, 11)
-		runStage(t, env, "qemu-img", &QemuImg{InputFilename: h.Filename, Filename: "disk.qcow2", Format: "qcow2"})
+		runStage(t, env, "qemu-img", &QemuImg{Conversion: Conversion{InputFilename: h.Filename, Filename: "disk.qcow2"}, Format: "qcow2"})
 		sums[i] = [2]string{fileSHA(t, disk), fileSHA(t, filepath.Join(env.Out, "disk.qcow2"))}
 		time.Sleep(1100 * time.Millisecond)
 	}
@@ -468,7 +468,7 @@ func TestFailureLeavesNothing(t *testing.T) {
 		sparseInput(t, env, env.Out)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		err := newStage(t, "xz", &XZ{InputFilename: "disk.raw", Filename: "disk.raw.xz"}).Run(ctx, env)
+		err := newStage(t, "xz", &XZ{Conversion: Conversion{InputFilename: "disk.raw", Filename: "disk.raw.xz"}}).Run(ctx, env)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}

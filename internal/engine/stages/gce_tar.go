@@ -23,29 +23,15 @@ var _ validator = (*GCETar)(nil)
 // only when it uses fewer blocks than its size, which disk images made by
 // kib's stages always do (they are never written with zeros).
 type GCETar struct {
-	// Input names the pipeline holding InputFilename; empty means this
-	// pipeline's output directory.
-	Input         string `json:"input,omitempty"`
-	InputFilename string `json:"input_filename"`
-	// Filename is the archive to write in the output directory.
-	Filename string `json:"filename"`
+	Conversion
 	// Level is the gzip level, 1 to 9; 0 means 6.
 	Level int `json:"level,omitempty"`
 }
 
 // Validate checks the options.
 func (o *GCETar) Validate() error {
-	if err := checkPipelineName("input", o.Input, false); err != nil {
+	if err := o.Conversion.validate(); err != nil {
 		return err
-	}
-	if err := checkFilename("input_filename", o.InputFilename); err != nil {
-		return err
-	}
-	if err := checkFilename("filename", o.Filename); err != nil {
-		return err
-	}
-	if o.Input == "" && o.InputFilename == o.Filename {
-		return optErr("filename", "must differ from input_filename when both are in this pipeline")
 	}
 	if o.Level < 0 || o.Level > 9 {
 		return optErr("level", "must be 1 to 9 (0 for the default 6), got %d", o.Level)
@@ -55,7 +41,7 @@ func (o *GCETar) Validate() error {
 
 // Run writes the archive.
 func (o *GCETar) Run(ctx context.Context, env *Env) error {
-	in, err := inputFile(env, o.Input, o.InputFilename)
+	in, err := o.inputPath(env)
 	if err != nil {
 		return fmt.Errorf("gce-tar: %w", err)
 	}

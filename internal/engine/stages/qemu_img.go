@@ -23,12 +23,7 @@ var _ validator = (*QemuImg)(nil)
 // (which qemu-img fills from the clock and at random) are set from
 // SOURCE_DATE_EPOCH and UUID, so the file is the same on every build.
 type QemuImg struct {
-	// Input names the pipeline holding InputFilename; empty means this
-	// pipeline's output directory.
-	Input         string `json:"input,omitempty"`
-	InputFilename string `json:"input_filename"`
-	// Filename is the file to write in the output directory.
-	Filename string `json:"filename"`
+	Conversion
 	// Format is "qcow2" or "vpc".
 	Format string `json:"format"`
 	// Compress compresses qcow2 clusters (zlib); much slower.
@@ -39,17 +34,8 @@ type QemuImg struct {
 
 // Validate checks the options.
 func (o *QemuImg) Validate() error {
-	if err := checkPipelineName("input", o.Input, false); err != nil {
+	if err := o.Conversion.validate(); err != nil {
 		return err
-	}
-	if err := checkFilename("input_filename", o.InputFilename); err != nil {
-		return err
-	}
-	if err := checkFilename("filename", o.Filename); err != nil {
-		return err
-	}
-	if o.Input == "" && o.InputFilename == o.Filename {
-		return optErr("filename", "must differ from input_filename when both are in this pipeline")
 	}
 	switch o.Format {
 	case "qcow2":
@@ -69,7 +55,7 @@ func (o *QemuImg) Validate() error {
 
 // Run converts the file.
 func (o *QemuImg) Run(ctx context.Context, env *Env) error {
-	in, err := inputFile(env, o.Input, o.InputFilename)
+	in, err := o.inputPath(env)
 	if err != nil {
 		return fmt.Errorf("qemu-img: %w", err)
 	}

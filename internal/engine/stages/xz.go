@@ -19,12 +19,7 @@ var _ validator = (*XZ)(nil)
 // depend on the number of threads, so builds on machines with different core
 // counts give the same file.
 type XZ struct {
-	// Input names the pipeline holding InputFilename; empty means this
-	// pipeline's output directory.
-	Input         string `json:"input,omitempty"`
-	InputFilename string `json:"input_filename"`
-	// Filename is the file to write in the output directory.
-	Filename string `json:"filename"`
+	Conversion
 	// Level is the preset, 1 to 9; 0 means 6 (xz's default).
 	Level int `json:"level,omitempty"`
 	// BlockSize is the size of independently compressed blocks in bytes; 0
@@ -34,17 +29,8 @@ type XZ struct {
 
 // Validate checks the options.
 func (o *XZ) Validate() error {
-	if err := checkPipelineName("input", o.Input, false); err != nil {
+	if err := o.Conversion.validate(); err != nil {
 		return err
-	}
-	if err := checkFilename("input_filename", o.InputFilename); err != nil {
-		return err
-	}
-	if err := checkFilename("filename", o.Filename); err != nil {
-		return err
-	}
-	if o.Input == "" && o.InputFilename == o.Filename {
-		return optErr("filename", "must differ from input_filename when both are in this pipeline")
 	}
 	if o.Level < 0 || o.Level > 9 {
 		return optErr("level", "must be 1 to 9 (0 for the default 6), got %d", o.Level)
@@ -57,7 +43,7 @@ func (o *XZ) Validate() error {
 
 // Run compresses the file.
 func (o *XZ) Run(ctx context.Context, env *Env) error {
-	in, err := inputFile(env, o.Input, o.InputFilename)
+	in, err := o.inputPath(env)
 	if err != nil {
 		return fmt.Errorf("xz: %w", err)
 	}
