@@ -249,13 +249,7 @@ func TestKojiOSBuildPluginReplayIntoKojitest(t *testing.T) {
 				hub.AddContentGenerator("kib", "kib")
 				// The request names the hub as the plugin's configuration
 				// does; the service reaches it at the test hub's address.
-				kh := &jobs.KojiHub{Server: "https://koji.example.org/kojihub", Connect: func(ctx context.Context) (*koji.Client, error) {
-					c, err := koji.New(hub.URL, koji.Options{})
-					if err != nil {
-						return nil, err
-					}
-					return c, c.Login(ctx, "kib", "pw")
-				}}
+				kh := &jobs.KojiHub{Server: "https://koji.example.org/kojihub", Connect: hub.Connector("kib", "pw")}
 				b := setupKoji(t, backend, nil, kh)
 				if fail {
 					b.builder.Fail = map[string]bool{"x86_64": true}

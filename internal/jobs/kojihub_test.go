@@ -20,13 +20,7 @@ func TestKojiHubImports(t *testing.T) {
 	hub := kojitest.New(t, kojitest.Options{})
 	hub.AddUser("kib", "pw")
 	hub.AddContentGenerator("kib", "kib")
-	connect := func(ctx context.Context) (*koji.Client, error) {
-		c, err := koji.New(hub.URL, koji.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return c, c.Login(ctx, "kib", "pw")
-	}
+	connect := hub.Connector("kib", "pw")
 	reader, _ := koji.New(hub.URL, koji.Options{})
 	ctx := context.Background()
 	tests := []struct {

@@ -43,13 +43,7 @@ func TestRealKojiCompose(t *testing.T) {
 	hub := kojitest.New(t, kojitest.Options{})
 	hub.AddUser("kib", "pw")
 	hub.AddContentGenerator("kib", "kib")
-	kh := &jobs.KojiHub{Server: "https://koji.example.org/kojihub", Connect: func(ctx context.Context) (*koji.Client, error) {
-		c, err := koji.New(hub.URL, koji.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return c, c.Login(ctx, "kib", "pw")
-	}}
+	kh := &jobs.KojiHub{Server: "https://koji.example.org/kojihub", Connect: hub.Connector("kib", "pw")}
 	q, err := jobs.Open(ctx, jobs.Config{StateDir: t.TempDir(), Workers: 1, Builder: &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: t.TempDir()}, Koji: kh})
 	if err != nil {
 		t.Fatal(err)

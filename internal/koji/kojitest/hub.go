@@ -8,6 +8,7 @@ package kojitest
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -647,4 +648,16 @@ func isSPNEGO(tok []byte) bool {
 	spnego := []byte{0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02}
 	krb5 := []byte{0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02}
 	return bytes.Contains(tok[:min(len(tok), 16)], spnego) || bytes.Contains(tok[:min(len(tok), 20)], krb5)
+}
+
+// Connector returns a function that makes a client of the hub logged in as
+// user with password, as jobs.KojiHub.Connect wants.
+func (h *Hub) Connector(user, password string) func(context.Context) (*koji.Client, error) {
+	return func(ctx context.Context) (*koji.Client, error) {
+		c, err := koji.New(h.URL, koji.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return c, c.Login(ctx, user, password)
+	}
 }
