@@ -47,6 +47,9 @@ type Config struct {
 	// River's inserts share one database/sql transaction). Default 20ms,
 	// which keeps the submit-to-start latency of a plain compose near 20ms.
 	PollInterval time.Duration
+	// InitWatch is how often a build of a Koji compose checks whether
+	// koji-init, which runs beside it, has failed. Default 1s.
+	InitWatch time.Duration
 	// Log receives the queue's log; default discards.
 	Log *slog.Logger
 	// Observer, if set, is told about job runs (metrics).
@@ -90,6 +93,9 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 20 * time.Millisecond
+	}
+	if cfg.InitWatch <= 0 {
+		cfg.InitWatch = time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -245,7 +251,10 @@ func (q *Queue) Submit(ctx context.Context, c *Compose) (string, error) {
 			fin.KojiFilenames = append(fin.KojiFilenames, name)
 			id := uuid.NewString()
 			deps = append(deps, id)
-			graph = append(graph, newJob{id: id, kind: KindBuild, deps: []string{initID}, args: buildArgs{Distribution: c.Distribution, Image: img, Seed: c.Seed, KojiFilename: name}})
+			// The builds do not wait for koji-init: kib uploads nothing
+			// before koji-finalize, so the reservation and the builds run
+			// side by side, and a build that finds koji-init failed stops.
+			graph = append(graph, newJob{id: id, kind: KindBuild, args: buildArgs{Distribution: c.Distribution, Image: img, Seed: c.Seed, KojiFilename: name}})
 		}
 		graph = append(graph, newJob{id: uuid.NewString(), kind: KindKojiFinalize, deps: deps, args: fin})
 	}

@@ -29,6 +29,7 @@ func setup(t *testing.T, backend string, builder *jobstest.Builder, koji *jobste
 		Builder:    builder,
 		Koji:       koji,
 		RetryDelay: 10 * time.Millisecond,
+		InitWatch:  10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +110,18 @@ func TestKojiCompose(t *testing.T) {
 					wantCalls: []string{"init Debian-Cloud-12-1", "refund 1001"}, wantBuilds: 2,
 				},
 				{
+					// The builds run beside koji-init; whether they started
+					// before it failed depends on the scheduling.
 					name: "init fails", builder: &jobstest.Builder{}, koji: &jobstest.KojiRecorder{FailInit: true},
 					wantStatus: "failure", wantImages: []string{"failure", "failure"},
-					wantCalls: []string{"init Debian-Cloud-12-1"}, wantBuilds: 0,
+					wantCalls: []string{"init Debian-Cloud-12-1"}, wantBuilds: -1,
+				},
+				{
+					// A build that is still running when koji-init fails
+					// is stopped (this one would never end by itself).
+					name: "init fails during long builds", builder: &jobstest.Builder{Block: true}, koji: &jobstest.KojiRecorder{FailInit: true, InitDelay: 200 * time.Millisecond},
+					wantStatus: "failure", wantImages: []string{"failure", "failure"},
+					wantCalls: []string{"init Debian-Cloud-12-1"}, wantBuilds: -1,
 				},
 				{
 					name: "finalize fails", builder: &jobstest.Builder{}, koji: &jobstest.KojiRecorder{FailFinalize: true},
@@ -160,8 +170,18 @@ func TestKojiCompose(t *testing.T) {
 					if got := b.koji.Calls(); !reflect.DeepEqual(got, tt.wantCalls) {
 						t.Errorf("koji calls = %q, want %q", got, tt.wantCalls)
 					}
-					if got := b.builder.Builds(); got != tt.wantBuilds {
+					if got := b.builder.Builds(); got != tt.wantBuilds && (tt.wantBuilds >= 0 || got > 2) {
 						t.Errorf("builds = %d, want %d", got, tt.wantBuilds)
+					}
+					if tt.builder.Block && b.builder.Builds() == 0 {
+						t.Error("no build ran beside koji-init; the test shows nothing")
+					}
+					if tt.koji.FailInit {
+						for i, img := range st.Images {
+							if img.Error == nil || img.Error.ID != jobs.ErrIDKojiFailedDependency {
+								t.Errorf("image %d error = %+v, want id %d (Koji init dependency)", i, img.Error, jobs.ErrIDKojiFailedDependency)
+							}
+						}
 					}
 					if tt.wantStatus == "success" {
 						if st.KojiBuildID != 1001 {

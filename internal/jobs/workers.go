@@ -237,11 +237,17 @@ func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutp
 		Arch: a.Image.Arch, HostOS: "linux", ImageBootMode: a.Image.BootMode,
 		ExportName: a.Image.Export, ExportFilename: a.Image.Filename, KojiFilename: a.KojiFilename,
 	}
+	initFailed := func(je *JobError) (*stepOutput, error) {
+		r.JobError = &JobError{ID: ErrIDKojiFailedDependency, Reason: "Koji init job failed", Details: []*JobError{je}}
+		return &stepOutput{Result: r}, nil
+	}
 	if c.Init != nil {
 		if je := decodeError(c.Init.Result); je != nil {
-			r.JobError = &JobError{ID: ErrIDKojiFailedDependency, Reason: "Koji init job failed", Details: []*JobError{je}}
-			return &stepOutput{Result: r}, nil
+			return initFailed(je)
 		}
+		var stop func()
+		ctx, stop = q.watchInit(ctx, c.Init.ID)
+		defer stop()
 	}
 	dir := q.ArtifactDir(j.ID)
 	if err := os.RemoveAll(dir); err != nil {
@@ -252,6 +258,10 @@ func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutp
 	}
 	res, err := q.cfg.Builder.Build(ctx, &BuildArgs{ComposeID: c.ID, JobID: j.ID, Distribution: a.Distribution, Image: a.Image, Seed: a.Seed, OutputDir: dir})
 	if err != nil {
+		var ie *initError
+		if errors.As(context.Cause(ctx), &ie) {
+			return initFailed(ie.je)
+		}
 		if ctx.Err() != nil || errors.Is(err, ErrRetry) {
 			return nil, err
 		}
@@ -274,6 +284,46 @@ func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutp
 		r.Success = true
 	}
 	return &stepOutput{Result: r, Manifest: res.Manifest}, nil
+}
+
+// initError is the cause of a build's cancellation when koji-init failed.
+type initError struct{ je *JobError }
+
+func (e *initError) Error() string { return "koji-init failed: " + e.je.Reason }
+
+// watchInit returns a context that is cancelled, with an *initError cause,
+// when the koji-init job initID finishes with an error. The build of a Koji
+// compose runs beside koji-init; this stops it as soon as Koji refuses the
+// build instead of finishing an image nobody can import.
+func (q *Queue) watchInit(ctx context.Context, initID string) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(q.cfg.InitWatch)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			j, err := getJob(ctx, q.db, initID)
+			if err != nil {
+				continue // the database is busy or gone; the build goes on
+			}
+			if j.Finished.IsZero() {
+				continue
+			}
+			if je := decodeError(j.Result); je != nil {
+				q.log.Info("koji-init failed: stopping the build beside it", "init", initID, "reason", je.Reason)
+				cancel(&initError{je: je})
+			}
+			return
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
 }
 
 func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {

@@ -128,7 +128,18 @@ func (w *Remote) RunOne(ctx context.Context) (bool, error) {
 			case <-jctx.Done():
 				return
 			case <-t.C:
-				if _, err := w.call(jctx, "GET", job.Location, nil, "", nil); err != nil && jctx.Err() == nil {
+				var st struct {
+					Canceled bool `json:"canceled"`
+				}
+				status, err := w.call(jctx, "GET", job.Location, nil, "", &st)
+				switch {
+				case status == http.StatusNotFound || st.Canceled:
+					// The server has given the job up (its compose
+					// failed or was deleted): stop building.
+					log.Info("the server canceled the job; stopping", "status", status)
+					cancel()
+					return
+				case err != nil && jctx.Err() == nil:
 					log.Warn("heartbeat", "err", err)
 				}
 			}

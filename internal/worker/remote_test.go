@@ -102,6 +102,70 @@ func TestRemoteWorkerLeaseExpiry(t *testing.T) {
 	}
 }
 
+// TestRemoteWorkerStopsWhenInitFails: a build runs on a remote worker beside
+// koji-init; when Koji refuses the build, the server gives the job up and
+// the worker, told so by its next heartbeat, stops building.
+func TestRemoteWorkerStopsWhenInitFails(t *testing.T) {
+	ctx := context.Background()
+	koji := &jobstest.KojiRecorder{FailInit: true, InitDelay: 300 * time.Millisecond}
+	d := worker.NewDispatcher(time.Minute)
+	q, err := jobs.Open(ctx, jobs.Config{StateDir: t.TempDir(), Workers: 2, Builder: d, Koji: koji, RetryDelay: 10 * time.Millisecond, InitWatch: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&worker.Handler{Dispatcher: d, PollTimeout: 5 * time.Second})
+	t.Cleanup(func() {
+		srv.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = q.Stop(sctx)
+		q.Close()
+	})
+	id, err := q.Submit(ctx, &jobs.Compose{
+		Distribution: "debian-12", Seed: 1,
+		Koji:   &jobs.KojiTarget{Server: "https://koji.example/kojihub", TaskID: 5, Name: "n", Version: "v", Release: "r"},
+		Images: []jobs.ImageRequest{{Arch: "x86_64", ImageType: "tar", Filename: "root.tar.xz", Export: "archive"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blockingBuilder{started: make(chan struct{})}
+	w := &worker.Remote{Server: srv.URL, HTTP: srv.Client(), Arch: "x86_64", Builder: b, WorkDir: t.TempDir(), Heartbeat: 20 * time.Millisecond}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = w.RunOne(ctx)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the remote worker still builds 30 s after koji-init failed")
+	}
+	select {
+	case <-b.started:
+	default:
+		t.Fatal("the build never started beside koji-init; the test shows nothing")
+	}
+	cj, err := q.Get(ctx, "", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := jobs.Derive(cj)
+	for deadline := time.Now().Add(30 * time.Second); st.Status == jobs.StatusPending && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if cj, err = q.Get(ctx, "", id); err != nil {
+			t.Fatal(err)
+		}
+		st = jobs.Derive(cj)
+	}
+	if st.Status != jobs.StatusFailure || st.Images[0].Error == nil || st.Images[0].Error.ID != jobs.ErrIDKojiFailedDependency {
+		t.Errorf("status = %s, image error = %+v; want failure with id %d", st.Status, st.Images[0].Error, jobs.ErrIDKojiFailedDependency)
+	}
+}
+
 func TestWorkerAPIErrors(t *testing.T) {
 	srv := httptest.NewServer(&worker.Handler{Dispatcher: worker.NewDispatcher(time.Minute), PollTimeout: 10 * time.Millisecond})
 	defer srv.Close()

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -71,13 +72,16 @@ type KojiRecorder struct {
 	Refunded []*jobs.KojiRefundArgs
 	// FailInit and FailFinalize make those calls fail.
 	FailInit, FailFinalize bool
-	next                   uint64
+	// InitDelay is how long Init takes.
+	InitDelay time.Duration
+	next      uint64
 }
 
 var _ jobs.KojiImporter = (*KojiRecorder)(nil)
 
 // Init implements jobs.KojiImporter.
 func (k *KojiRecorder) Init(_ context.Context, a *jobs.KojiInitArgs) (*jobs.KojiInitResult, error) {
+	time.Sleep(k.InitDelay)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, "init "+a.Name+"-"+a.Version+"-"+a.Release)
@@ -124,9 +128,12 @@ type Builder struct {
 	// PanicOnce makes the first build panic (a worker dying mid-job);
 	// PanicAlways makes every build panic.
 	PanicOnce, PanicAlways bool
-	mu                     sync.Mutex
-	builds                 int
-	panicked               bool
+	// Block makes every build wait until its context ends, as a long
+	// build that is stopped would.
+	Block    bool
+	mu       sync.Mutex
+	builds   int
+	panicked bool
 }
 
 var _ jobs.Builder = (*Builder)(nil)
@@ -139,9 +146,14 @@ func (b *Builder) Builds() int {
 }
 
 // Build implements jobs.Builder.
-func (b *Builder) Build(_ context.Context, a *jobs.BuildArgs) (*jobs.BuildResult, error) {
+func (b *Builder) Build(ctx context.Context, a *jobs.BuildArgs) (*jobs.BuildResult, error) {
 	b.mu.Lock()
 	b.builds++
+	if b.Block {
+		b.mu.Unlock()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if b.PanicAlways || (b.PanicOnce && !b.panicked) {
 		b.panicked = true
 		b.mu.Unlock()
