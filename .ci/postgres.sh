@@ -10,7 +10,9 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ ! -d /etc/postgresql ]; then
 		{ apt-get update -q && apt-get install -y -q --no-install-recommends postgresql >/dev/null; }
 fi
 ver=$(ls /etc/postgresql | sort -n | tail -1)
-pg_ctlcluster "$ver" main start 2>/dev/null || true
+# 3>&-: the server must not inherit the pipe of "$(.ci/postgres.sh)", or
+# the command substitution never ends.
+pg_ctlcluster "$ver" main start 3>&- </dev/null >/dev/null 2>&1 || true
 pg_lsclusters
 psql_() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA "$@"; }
 if [ "$(psql_ -c "SELECT 1 FROM pg_roles WHERE rolname='kib'")" != 1 ]; then

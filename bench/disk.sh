@@ -4,19 +4,33 @@
 # (bench/diskasm) and with a plain shell pipeline of the same tools, then
 # boot kib's image under TCG to a login prompt.
 #
-# usage: bench/disk.sh [ROOTFS.tar]   (default: the newest tree cached by
-#        go test ./internal/boottest, under ~/.cache/kib-test/)
+# usage: bench/disk.sh [ROOTFS.tar]   (default: a small bootable bookworm
+#        tree made once with mmdebstrap and cached under ~/.cache/kib-bench/)
 # env:   WORK (scratch dir, default a new dir under /var/tmp), REPS (2),
 #        BOOT (bios,uefi; empty to skip booting), SIZE_MIB (2048)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TAR=${1:-$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/kib-test/rootfs-*.tar 2>/dev/null | head -1)}
-[ -n "$TAR" ] && [ -f "$TAR" ] || { echo "no rootfs tar; run: go test -run TestBootImage ./internal/boottest" >&2; exit 1; }
+SDE=1716163200
+TAR=${1:-}
+if [ -z "$TAR" ]; then
+	cache="${XDG_CACHE_HOME:-$HOME/.cache}/kib-bench"
+	TAR="$cache/rootfs-bookworm-small.tar"
+	if [ ! -f "$TAR" ]; then
+		mkdir -p "$cache"
+		echo "making the test tree with mmdebstrap (once): $TAR" >&2
+		SOURCE_DATE_EPOCH=$SDE mmdebstrap --variant=minbase \
+			--include=linux-image-amd64,systemd-sysv,udev,e2fsprogs,dbus \
+			--customize-hook='echo kibtest > "$1/etc/hostname"' \
+			--customize-hook='rm -f "$1/etc/resolv.conf"' \
+			--customize-hook='chroot "$1" passwd -d root' \
+			bookworm "$cache/partial.tar" && mv "$cache/partial.tar" "$TAR"
+	fi
+fi
+[ -f "$TAR" ] || { echo "no rootfs tar: $TAR" >&2; exit 1; }
 REPS=${REPS:-2}
 BOOT=${BOOT-bios,uefi}
 SIZE_MIB=${SIZE_MIB:-2048}
 WORK=${WORK:-$(mktemp -d /var/tmp/kib-bench.XXXXXX)}
-SDE=1716163200
 export SOURCE_DATE_EPOCH=$SDE LC_ALL=C.UTF-8 TZ=UTC MTOOLS_SKIP_CHECK=1
 trap 'rm -rf "$WORK"' EXIT
 
