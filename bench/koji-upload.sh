@@ -4,7 +4,7 @@
 # trivial handler writing to a file), for 64 MiB and 1 GiB files, and one
 # CGImport round trip. Prints upload/plain and the peak heap in use.
 #
-# Usage: bench/koji-upload.sh [count]   (env: KIB_BENCH_CHUNK=bytes, KIB_BENCH_VERIFY=size)
+# Usage: bench/koji-upload.sh [count]   (env: KIB_BENCH_CHUNK=bytes, KIB_BENCH_VERIFY=sha256, KIB_BENCH_KNOWN_SHA256=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1}

@@ -90,7 +90,7 @@ func (o *kojiConnOptions) connect(ctx context.Context, stderr io.Writer, chunk, 
 	// Uploads end with a size check only: CGImport has the hub verify the
 	// sha256 of every output against the metadata, so a second whole-file
 	// hash on the hub would only double its work.
-	opts := koji.Options{Retry: koji.RetryPolicy{MaxRetries: o.Retries}, UploadChunkSize: chunk, UploadParallel: parallel, UploadVerify: koji.UploadVerifySize}
+	opts := koji.Options{Retry: koji.RetryPolicy{MaxRetries: o.Retries}, UploadChunkSize: chunk, UploadParallel: parallel}
 	if o.Verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -175,7 +175,7 @@ is used.`,
 	fs.StringVar(&o.CG, "cg", kojimeta.CGName, "content generator name")
 	fs.Int64Var(&o.TaskID, "task-id", 0, "Koji task the build belongs to")
 	fs.StringVar(&o.UploadDir, "upload-dir", "kib-import", "prefix of the fresh upload directory on the hub")
-	fs.IntVar(&o.ChunkSize, "chunk-size", 1<<20, "upload chunk size in bytes")
+	fs.IntVar(&o.ChunkSize, "chunk-size", koji.DefaultUploadChunkSize, "upload chunk size in bytes")
 	fs.IntVar(&o.Parallel, "parallel", 4, "files uploaded at once")
 	return cmd
 }

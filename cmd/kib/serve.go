@@ -300,6 +300,6 @@ func (o *serveOptions) kojiImporter() jobs.KojiImporter {
 	}
 	k := o.koji
 	return &jobs.KojiHub{Server: k.Server, CG: o.kojiCG, Connect: func(ctx context.Context) (*koji.Client, error) {
-		return k.connect(ctx, io.Discard, 1<<20, 4)
+		return k.connect(ctx, io.Discard, koji.DefaultUploadChunkSize, 4)
 	}}
 }

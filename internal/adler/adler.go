@@ -55,6 +55,19 @@ func Update(adler uint32, p []byte) uint32 {
 	return uint32(s2<<16 | s1)
 }
 
+// Combine returns the checksum of A followed by B from the checksum a of A,
+// the checksum b of B and the length n of B, without the data: s1 of the
+// whole is s1(A) + s1(B) - 1, and every byte of A is counted n more times
+// in s2, so s2 is s2(A) + s2(B) + n*(s1(A) - 1), all modulo 65521.
+func Combine(a, b uint32, n int64) uint32 {
+	a1, a2 := uint64(a&0xffff), uint64(a>>16)
+	b1, b2 := uint64(b&0xffff), uint64(b>>16)
+	rem := uint64(n % mod)
+	s1 := (a1 + b1 + mod - 1) % mod
+	s2 := (a2 + b2 + rem*((a1+mod-1)%mod)) % mod
+	return uint32(s2<<16 | s1)
+}
+
 // Checksum returns the Adler-32 checksum of p.
 func Checksum(p []byte) uint32 { return Update(1, p) }
 

@@ -34,6 +34,22 @@ func TestMatchesStdlib(t *testing.T) {
 	}
 }
 
+func TestCombine(t *testing.T) {
+	ones := bytes.Repeat([]byte{0xff}, 200000)
+	mixed := make([]byte, 200000)
+	for i := range mixed {
+		mixed[i] = byte(i*7 + i>>9)
+	}
+	for _, data := range [][]byte{ones, mixed} {
+		for _, split := range []int{0, 1, mod - 1, mod, mod + 1, 2 * mod, 100000, len(data)} {
+			want := adler32.Checksum(data)
+			if got := Combine(Checksum(data[:split]), Checksum(data[split:]), int64(len(data)-split)); got != want {
+				t.Errorf("split at %d: %08x, want %08x", split, got, want)
+			}
+		}
+	}
+}
+
 func FuzzChecksum(f *testing.F) {
 	f.Add([]byte("Wikipedia"), 3)
 	f.Add(bytes.Repeat([]byte{0xff}, 100), 40)
@@ -46,6 +62,9 @@ func FuzzChecksum(f *testing.F) {
 		}
 		if got := Update(Checksum(data[:split]), data[split:]); got != adler32.Checksum(data) {
 			t.Fatalf("Update in two parts = %08x", got)
+		}
+		if got := Combine(Checksum(data[:split]), Checksum(data[split:]), int64(len(data)-split)); got != adler32.Checksum(data) {
+			t.Fatalf("Combine of two parts = %08x", got)
 		}
 	})
 }

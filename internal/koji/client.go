@@ -94,27 +94,38 @@ type Options struct {
 	Logger *slog.Logger
 	// Retry is the retry policy for transport errors.
 	Retry RetryPolicy
-	// UploadChunkSize is the size of raw upload chunks. The default is 1 MiB.
+	// UploadChunkSize is the size of raw upload chunks. The default is 8
+	// MiB: the hub takes raw chunks of any size (no MaxRequestLength
+	// limit) and the chunks of one file go one at a time, so each costs a
+	// round trip; Koji's own client sends 1 MiB (upload_blocksize).
 	UploadChunkSize int
 	// UploadParallel bounds how many files UploadFiles sends at once. The
 	// default is 4.
 	UploadParallel int
-	// UploadVerify is the whole-file check after an upload. The default,
-	// UploadVerifySHA256, has the hub compute the file's sha256 (checkUpload
-	// verify="sha256"). UploadVerifySize checks only the size, as Koji's own
-	// client does; use it when a later call verifies the digest anyway, as
-	// CGImport does for every output.
+	// UploadVerify is the whole-file check after an upload; the default is
+	// UploadVerifyKoji.
 	UploadVerify UploadVerify
 }
 
-// UploadVerify says how an upload is checked as a whole.
+// UploadVerify says how an upload is checked as a whole, after every chunk's
+// size and adler32 have been checked.
 type UploadVerify int
 
 // Whole-file checks of an upload.
 const (
-	UploadVerifySHA256 UploadVerify = iota
-	UploadVerifySize
+	// UploadVerifyKoji does what Koji's own client does: the hub's file
+	// size is checked, and after any resumed chunk also the whole file's
+	// adler32 (checkUpload verify="adler32"). CGImport then checks every
+	// output's digest.
+	UploadVerifyKoji UploadVerify = iota
+	// UploadVerifySHA256 has the hub hash the whole file with sha256
+	// (checkUpload verify="sha256"), one more read of the file on the hub.
+	UploadVerifySHA256
 )
+
+// DefaultUploadChunkSize is the raw upload chunk size when
+// Options.UploadChunkSize is not set.
+const DefaultUploadChunkSize = 8 << 20
 
 // Client talks to one Koji hub. It is safe for concurrent use. The XML-RPC
 // calls of a logged-in client are sent one at a time, so the hub sees its
@@ -186,7 +197,7 @@ func New(serverURL string, opts Options) (*Client, error) {
 	}
 	chunk := opts.UploadChunkSize
 	if chunk <= 0 {
-		chunk = 1 << 20
+		chunk = DefaultUploadChunkSize
 	}
 	para := opts.UploadParallel
 	if para <= 0 {

@@ -31,7 +31,7 @@ type UploadProgress struct {
 type UploadResult struct {
 	Name   string
 	Size   int64
-	SHA256 string // hex, verified against the hub's checkUpload
+	SHA256 string // hex: given or computed while sending; CGImport checks it
 }
 
 // UploadFile is one file for UploadFiles.
@@ -40,7 +40,7 @@ type UploadFile struct {
 	Name string // name on the hub; the base name of Path if empty
 	// SHA256, if known (e.g. from the local build's build-info.json), spares
 	// hashing the file on the client. It is still verified on the hub: by
-	// the final checkUpload with UploadVerifySHA256, else by CGImport, which
+	// the final checkUpload with UploadVerifySHA256, and by CGImport, which
 	// checks every output's digest.
 	SHA256 string
 }
@@ -62,8 +62,9 @@ func UniqueUploadDir(prefix string) string {
 // Each chunk's size and adler32 are checked against the hub's answer; the
 // next chunk is read and the sums are computed while a chunk is in flight.
 // After a transport error the upload resumes from what the hub has
-// (checkUpload), within the retry policy. At the end the hub's file size,
-// and with UploadVerifySHA256 its sha256, are compared with what was sent.
+// (checkUpload), within the retry policy. At the end the hub's file size is
+// compared with what was sent, and also its adler32 if a chunk was resumed
+// (UploadVerifyKoji) or its sha256 (UploadVerifySHA256).
 // progress, if not nil, is called after each chunk.
 func (c *Client) Upload(ctx context.Context, dir, name string, src io.ReaderAt, size int64, progress func(UploadProgress)) (*UploadResult, error) {
 	return c.upload(ctx, dir, name, src, size, "", progress)
@@ -83,8 +84,9 @@ func (c *Client) upload(ctx context.Context, dir, name string, src io.ReaderAt, 
 	bufs := [2][]byte{make([]byte, c.chunk), make([]byte, c.chunk)}
 	cur := 0
 	sum := sha256.New()
-	var hashed int64 // bytes fed to sum; never more than once per offset
-	var acked int64  // bytes the hub confirmed
+	var hashed int64   // bytes fed to sum; never more than once per offset
+	var acked int64    // bytes the hub confirmed
+	whole := uint32(1) // adler32 of the confirmed bytes
 	failures := 0
 	deadline := time.Now().Add(c.retry.Deadline)
 	overwrite := false
@@ -137,6 +139,7 @@ chunks:
 		err := c.uploadChunk(ctx, dir, name, acked, chunk, overwrite, func() uint32 { <-adlerDone; return sum32 })
 		wg.Wait()
 		if err == nil {
+			whole = adler.Combine(whole, sum32, int64(len(chunk)))
 			acked = nextStart
 			overwrite = false
 			if progress != nil {
@@ -179,12 +182,13 @@ chunks:
 			// The hub lost confirmed data: start over (offset 0 with
 			// overwrite truncates whatever is left).
 			c.log.DebugContext(ctx, "koji upload: hub lost confirmed data, restarting", "name", name, "confirmed", acked)
-			acked, hashed = 0, 0
+			acked, hashed, whole = 0, 0, 1
 			sum.Reset()
 			if n, err = read(bufs[cur], 0); err != nil {
 				return nil, err
 			}
 		case resumeSkip:
+			whole = adler.Combine(whole, adler.Checksum(chunk), int64(len(chunk)))
 			acked = nextStart
 			if progress != nil {
 				progress(UploadProgress{Name: name, Sent: acked, Total: size})
@@ -207,8 +211,15 @@ chunks:
 		HexDigest string `json:"hexdigest"`
 	}
 	args := []any{dir, name}
-	if c.verify == UploadVerifySHA256 {
+	wantDigest := ""
+	switch {
+	case c.verify == UploadVerifySHA256:
 		args = append(args, Kwargs{"verify": "sha256"})
+		wantDigest = want
+	case failures > 0:
+		// As Koji's client: after a resumed chunk, the whole file's adler32.
+		args = append(args, Kwargs{"verify": "adler32"})
+		wantDigest = fmt.Sprintf("%08x", whole)
 	}
 	v, err := c.Call(ctx, "checkUpload", args...)
 	if err != nil {
@@ -220,8 +231,8 @@ chunks:
 	if err := Convert(v, &info); err != nil {
 		return nil, err
 	}
-	if info.Size != size || (c.verify == UploadVerifySHA256 && info.HexDigest != want) {
-		return nil, fmt.Errorf("koji: upload %s: %w: hub has %d bytes sha256 %q, sent %d bytes sha256 %s", name, ErrUploadMismatch, info.Size, info.HexDigest, size, want)
+	if info.Size != size || info.HexDigest != wantDigest && wantDigest != "" {
+		return nil, fmt.Errorf("koji: upload %s: %w: hub has %d bytes (digest %q), sent %d bytes (digest %q)", name, ErrUploadMismatch, info.Size, info.HexDigest, size, wantDigest)
 	}
 	return &UploadResult{Name: name, Size: size, SHA256: want}, nil
 }

@@ -162,7 +162,7 @@ func TestUploadFilesParallel(t *testing.T) {
 }
 
 func TestUploadKnownSHA256(t *testing.T) {
-	b := setup(t, koji.Options{UploadChunkSize: 1000})
+	b := setup(t, koji.Options{UploadChunkSize: 1000, UploadVerify: koji.UploadVerifySHA256})
 	ctx := context.Background()
 	local := filepath.Join(t.TempDir(), "disk.raw")
 	data := randomBytes(5000, 5)
@@ -188,6 +188,50 @@ func TestUploadKnownSHA256(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestUploadWholeFileAdlerAfterResume: as Koji's client does, an upload
+// that resumed a chunk checks the whole file's adler32 at the end, which
+// catches bytes the hub changed after confirming them; one that did not
+// resume checks the size only.
+func TestUploadWholeFileAdlerAfterResume(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		resume  bool
+		corrupt bool
+		wantErr bool
+	}{
+		{"no resume", false, false, false},
+		{"resumed", true, false, false},
+		{"resumed, confirmed bytes changed on the hub", true, true, true},
+		// Without a resume Koji's rule checks the size only: CGImport's
+		// digest check is what catches this one.
+		{"not resumed, confirmed bytes changed on the hub", false, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := setup(t, koji.Options{UploadChunkSize: 1024})
+			if tt.resume {
+				b.hub.Inject(kojitest.Injection{Nth: 8, Drop: true, DropAfter: 300})
+			}
+			data := randomBytes(10*1024, 9)
+			dir := koji.UniqueUploadDir("kib-test")
+			onHub := filepath.Join(b.hub.Dir, "work", dir, "disk.raw")
+			progress := func(p koji.UploadProgress) {
+				if tt.corrupt && p.Sent == 3*1024 {
+					f, err := os.OpenFile(onHub, os.O_WRONLY, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					f.WriteAt([]byte{^data[100]}, 100)
+					f.Close()
+				}
+			}
+			_, err := b.client.Upload(context.Background(), dir, "disk.raw", bytes.NewReader(data), int64(len(data)), progress)
+			if tt.wantErr != (err != nil) || err != nil && !errors.Is(err, koji.ErrUploadMismatch) {
+				t.Errorf("err = %v, want error: %v (ErrUploadMismatch)", err, tt.wantErr)
 			}
 		})
 	}
