@@ -30,9 +30,12 @@ type Config struct {
 	Database string
 	// StateDir keeps the SQLite database and the artifacts. Required.
 	StateDir string
-	// Workers is the number of jobs run at once in this process; 0 makes an
-	// insert-only queue (an API server whose builds run elsewhere).
+	// Workers is the number of builds run at once in this process; 0 makes
+	// an insert-only queue (an API server whose jobs run elsewhere).
 	Workers int
+	// KojiWorkers is the number of Koji steps (koji-init, koji-finalize)
+	// run at once beside the builds when Workers > 0. Default 4.
+	KojiWorkers int
 	// Builder builds images; required when Workers > 0.
 	Builder Builder
 	// Koji does the Koji calls; required for Koji composes.
@@ -94,6 +97,9 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 20 * time.Millisecond
 	}
+	if cfg.KojiWorkers <= 0 {
+		cfg.KojiWorkers = 4
+	}
 	if cfg.InitWatch <= 0 {
 		cfg.InitWatch = time.Second
 	}
@@ -147,7 +153,10 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		river.AddWorker(w, &stepWorker[BuildJob]{q: q, step: q.build})
 		river.AddWorker(w, &stepWorker[KojiFinalizeJob]{q: q, step: q.kojiFinalize})
 		rc.Workers = w
-		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+		rc.Queues = map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: cfg.Workers},
+			QueueKoji:          {MaxWorkers: cfg.KojiWorkers},
+		}
 	}
 	client, err := river.NewClient(driver, rc)
 	if err != nil {

@@ -250,3 +250,41 @@ func TestPlainCompose(t *testing.T) {
 		})
 	}
 }
+
+// TestKojiStepsBesideOneBuildSlot: with a single build slot, koji-init
+// runs on the Koji queue beside the compose's build, so a build that would
+// never end by itself is stopped when Koji refuses the build.
+func TestKojiStepsBesideOneBuildSlot(t *testing.T) {
+	for _, backend := range jobstest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			builder := &jobstest.Builder{Block: true}
+			koji := &jobstest.KojiRecorder{FailInit: true, InitDelay: 200 * time.Millisecond}
+			q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(),
+				Workers: 1, Builder: builder, Koji: koji, RetryDelay: 10 * time.Millisecond, InitWatch: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = q.Stop(sctx)
+				q.Close()
+			})
+			id, err := q.Submit(ctx, kojiCompose("x86_64"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := waitFinal(t, q, "", id)
+			if st.Status != jobs.StatusFailure || st.Images[0].Error == nil || st.Images[0].Error.ID != jobs.ErrIDKojiFailedDependency {
+				t.Errorf("status %s, image error %+v; want failure with id %d", st.Status, st.Images[0].Error, jobs.ErrIDKojiFailedDependency)
+			}
+			if n := builder.Builds(); n != 1 {
+				t.Errorf("builds started = %d, want 1 (the build runs while koji-init does)", n)
+			}
+		})
+	}
+}

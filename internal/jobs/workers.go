@@ -20,6 +20,9 @@ type KojiInitJob struct {
 // Kind implements river.JobArgs.
 func (KojiInitJob) Kind() string { return KindKojiInit }
 
+// InsertOpts puts koji-init on the Koji queue.
+func (KojiInitJob) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueKoji} }
+
 // BuildJob is the River job that builds one image.
 type BuildJob struct {
 	JobID string `json:"job_id"`
@@ -35,6 +38,15 @@ type KojiFinalizeJob struct {
 
 // Kind implements river.JobArgs.
 func (KojiFinalizeJob) Kind() string { return KindKojiFinalize }
+
+// InsertOpts puts koji-finalize on the Koji queue.
+func (KojiFinalizeJob) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueKoji} }
+
+// QueueKoji is the River queue of koji-init and koji-finalize: Koji calls and
+// uploads, which run beside the builds (Config.KojiWorkers at once) instead
+// of waiting for a build slot, so a Koji compose's reservation and build
+// start together even with one build slot.
+const QueueKoji = "koji"
 
 type jobIDArgs interface {
 	river.JobArgs
