@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -195,6 +196,13 @@ func TestBuildReproducible(t *testing.T) {
 	}
 	if strings.Contains(files["./etc/apt/sources.list"], "file:") || !strings.Contains(files["./etc/apt/sources.list"], "bookworm") {
 		t.Errorf("sources.list = %q", files["./etc/apt/sources.list"])
+	}
+	// The build's apt and dpkg settings do not stay in the image.
+	all := run(t, "tar", "-tJf", tarA.Path)
+	for _, p := range []string{"./etc/apt/apt.conf.d/99mmdebstrap", "./etc/apt/apt.conf.d/00kib-build", "./etc/dpkg/dpkg.cfg.d/00kib-build", "./etc/dpkg/dpkg.cfg.d/99mmdebstrap"} {
+		if slices.Contains(strings.Split(all, "\n"), p) {
+			t.Errorf("the image holds the build setting %s", p)
+		}
 	}
 	listing := run(t, "tar", "-tvJf", tarA.Path, "./etc/motd", "./home/alice/.ssh/authorized_keys")
 	if !strings.Contains(listing, "-rw-r----- 1234/0") || !strings.Contains(listing, "-rw------- 1234/") {

@@ -91,7 +91,7 @@ func Keys(m *manifest.Manifest) ([]string, error) {
 		Seed    int64            `json:"seed"`
 		SDE     int64            `json:"source_date_epoch"`
 		Sources manifest.Sources `json:"sources"`
-	}{"kib " + version.String(), m.Distro, m.DebArch, m.Seed, m.SourceDateEpoch, m.Sources}
+	}{fmt.Sprintf("kib %s stages r%d", version.String(), stages.Revision), m.Distro, m.DebArch, m.Seed, m.SourceDateEpoch, m.Sources}
 	prev, err := canonicalHash(head)
 	if err != nil {
 		return nil, err

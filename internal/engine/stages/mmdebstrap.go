@@ -99,7 +99,12 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 		"--architectures=" + env.Arch,
 		"--include=" + strings.Join(m.Packages, ","),
 		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
-		"--aptopt=Acquire::Languages \"none\"",
+		// Build-time settings live in the tree only while mmdebstrap runs
+		// (--aptopt and --dpkgopt would stay in the image): no translation
+		// indexes, and no fsync of every unpacked file, since the tree is
+		// thrown away if the build stops and the artifact is written later.
+		"--setup-hook=" + buildConfigHook,
+		"--customize-hook=rm -f \"$1" + aptBuildConf + "\" \"$1" + dpkgBuildConf + "\"",
 		m.Suite, env.Tree, "deb [trusted=yes] file://" + repo + " ./",
 	}
 	// Run in a private mount namespace: mounts mmdebstrap leaves behind when
@@ -114,6 +119,19 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	}
 	return nil
 }
+
+// The apt and dpkg settings of the build, removed from the tree at the end.
+const (
+	aptBuildConf  = "/etc/apt/apt.conf.d/00kib-build"
+	dpkgBuildConf = "/etc/dpkg/dpkg.cfg.d/00kib-build"
+)
+
+// buildConfigHook is mmdebstrap's setup hook that writes them.
+var buildConfigHook = strings.Join([]string{
+	`mkdir -p "$1/etc/apt/apt.conf.d" "$1/etc/dpkg/dpkg.cfg.d"`,
+	`echo 'Acquire::Languages "none";' > "$1` + aptBuildConf + `"`,
+	`echo force-unsafe-io > "$1` + dpkgBuildConf + `"`,
+}, " && ")
 
 // linkOrCopy hard-links src to dst, copying when they are on different file
 // systems.

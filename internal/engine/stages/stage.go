@@ -70,6 +70,11 @@ func (e *Env) BaseEnv() []string {
 	}
 }
 
+// Revision is part of every store key: bump it when a stage writes other
+// bytes for the same options, so that a store does not serve objects made
+// by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind.
+const Revision = 2
+
 type factory func(json.RawMessage) (Stage, error)
 
 var registry = map[string]factory{}
