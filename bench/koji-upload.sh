@@ -4,7 +4,7 @@
 # trivial handler writing to a file), for 64 MiB and 1 GiB files, and one
 # CGImport round trip. Prints upload/plain and the peak heap in use.
 #
-# Usage: bench/koji-upload.sh [count]   (env: KIB_BENCH_CHUNK=bytes, KIB_BENCH_VERIFY=sha256, KIB_BENCH_KNOWN_SHA256=1)
+# Usage: bench/koji-upload.sh [count]   (env: KIB_BENCH_CHUNK=bytes, KIB_BENCH_VERIFY=sha256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1}
@@ -20,6 +20,6 @@ echo "$out" | awk '
 		if ($(i+1) == "upload-MiB/s") up=$i
 		if ($(i+1) == "plain-MiB/s") plain=$i
 	}
-	printf "%-6s upload %7.1f MiB/s  plain %7.1f MiB/s  upload/plain %.3f (goal >= 0.8)  peak heap %.1f MiB\n", name, up, plain, ratio, peak
+	printf "%-22s upload %7.1f MiB/s  plain %7.1f MiB/s  upload/plain %.3f (goal >= 0.8)  peak heap %.1f MiB\n", name, up, plain, ratio, peak
 }
 /^BenchmarkCGImport/ { printf "CGImport round trip: %.2f ms\n", $3/1e6 }'

@@ -1,6 +1,9 @@
 // Package adler computes Adler-32 (RFC 1950), the checksum Koji uses to
-// verify upload chunks, about twice as fast as hash/adler32 by summing eight
-// bytes at a time in 16-bit lanes of a uint64. Results equal hash/adler32's.
+// verify upload chunks. On amd64 with AVX2 it sums 32-byte blocks with
+// vector instructions (about 15 times as fast as hash/adler32 here);
+// elsewhere, or with the purego build tag, it sums eight bytes at a time in
+// 16-bit lanes of a uint64 (about twice as fast). Results equal
+// hash/adler32's.
 package adler
 
 import (
@@ -36,6 +39,16 @@ func Update(adler uint32, p []byte) uint32 {
 			q = q[:block]
 		}
 		p = p[len(q):]
+		if haveSums32 && len(q) >= 32 {
+			// s1 grows by the bytes; s2 by s1 for every byte, by 32 times
+			// the byte sums of the earlier blocks, and by the weighted
+			// bytes within each block.
+			n := len(q) &^ 31
+			total, prefix, weighted := sums32(q[:n])
+			s2 += uint64(n)*s1 + 32*prefix + weighted
+			s1 += total
+			q = q[n:]
+		}
 		for len(q) >= 32 {
 			a, wa := lanes(binary.LittleEndian.Uint64(q))
 			b, wb := lanes(binary.LittleEndian.Uint64(q[8:]))
