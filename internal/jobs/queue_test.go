@@ -21,29 +21,13 @@ type testBundle struct {
 
 func setup(t *testing.T, backend string, builder *jobstest.Builder, koji *jobstest.KojiRecorder) *testBundle {
 	t.Helper()
-	ctx := context.Background()
-	q, err := jobs.Open(ctx, jobs.Config{
+	q := jobstest.StartQueue(t, jobs.Config{
 		Database:   jobstest.Database(t, backend),
-		StateDir:   t.TempDir(),
 		Workers:    2,
 		Builder:    builder,
 		Koji:       koji,
 		RetryDelay: 10 * time.Millisecond,
 		InitWatch:  10 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := q.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-		q.Close()
 	})
 	return &testBundle{q: q, koji: koji, builder: builder}
 }
@@ -260,20 +244,8 @@ func TestKojiStepsBesideOneBuildSlot(t *testing.T) {
 			ctx := context.Background()
 			builder := &jobstest.Builder{Block: true}
 			koji := &jobstest.KojiRecorder{FailInit: true, InitDelay: 200 * time.Millisecond}
-			q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(),
+			q := jobstest.StartQueue(t, jobs.Config{Database: jobstest.Database(t, backend),
 				Workers: 1, Builder: builder, Koji: koji, RetryDelay: 10 * time.Millisecond, InitWatch: 10 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := q.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = q.Stop(sctx)
-				q.Close()
-			})
 			id, err := q.Submit(ctx, kojiCompose("x86_64"))
 			if err != nil {
 				t.Fatal(err)

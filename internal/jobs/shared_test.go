@@ -18,20 +18,7 @@ func TestSharedPostgresQueue(t *testing.T) {
 	dsn := jobstest.Database(t, "postgres")
 	koji := &jobstest.KojiRecorder{}
 	open := func(workers int, b jobs.Builder) *jobs.Queue {
-		q, err := jobs.Open(ctx, jobs.Config{Database: dsn, StateDir: t.TempDir(), Workers: workers, Builder: b, Koji: koji, RetryDelay: 10 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = q.Stop(sctx)
-			q.Close()
-		})
-		return q
+		return jobstest.StartQueue(t, jobs.Config{Database: dsn, Workers: workers, Builder: b, Koji: koji, RetryDelay: 10 * time.Millisecond})
 	}
 	api := open(0, nil)
 	b1, b2 := &jobstest.Builder{}, &jobstest.Builder{}

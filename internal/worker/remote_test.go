@@ -24,27 +24,24 @@ func (b *blockingBuilder) Build(ctx context.Context, _ *jobs.BuildArgs) (*jobs.B
 	return nil, ctx.Err()
 }
 
+// remoteQueue starts a queue whose two build slots hand builds to remote
+// workers (lease as given) through a worker API server.
+func remoteQueue(t *testing.T, lease time.Duration, cfg jobs.Config) (*jobs.Queue, *httptest.Server) {
+	t.Helper()
+	d := worker.NewDispatcher(lease)
+	cfg.Workers, cfg.Builder, cfg.RetryDelay = 2, d, 10*time.Millisecond
+	q := jobstest.StartQueue(t, cfg)
+	srv := httptest.NewServer(&worker.Handler{Dispatcher: d, PollTimeout: 5 * time.Second})
+	t.Cleanup(srv.Close)
+	return q, srv
+}
+
 func TestRemoteWorkerLeaseExpiry(t *testing.T) {
 	for _, backend := range jobstest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			ctx := context.Background()
 			koji := &jobstest.KojiRecorder{}
-			d := worker.NewDispatcher(300 * time.Millisecond)
-			q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(), Workers: 2, Builder: d, Koji: koji, RetryDelay: 10 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := q.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(&worker.Handler{Dispatcher: d, PollTimeout: 5 * time.Second})
-			t.Cleanup(func() {
-				srv.Close()
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = q.Stop(sctx)
-				q.Close()
-			})
+			q, srv := remoteQueue(t, 300*time.Millisecond, jobs.Config{Database: jobstest.Database(t, backend), Koji: koji})
 			c := &jobs.Compose{
 				Distribution: "debian-12", Seed: 1,
 				Koji:   &jobs.KojiTarget{Server: "https://koji.example/kojihub", TaskID: 5, Name: "n", Version: "v", Release: "r"},
@@ -108,22 +105,7 @@ func TestRemoteWorkerLeaseExpiry(t *testing.T) {
 func TestRemoteWorkerStopsWhenInitFails(t *testing.T) {
 	ctx := context.Background()
 	koji := &jobstest.KojiRecorder{FailInit: true, InitDelay: 300 * time.Millisecond}
-	d := worker.NewDispatcher(time.Minute)
-	q, err := jobs.Open(ctx, jobs.Config{StateDir: t.TempDir(), Workers: 2, Builder: d, Koji: koji, RetryDelay: 10 * time.Millisecond, InitWatch: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(&worker.Handler{Dispatcher: d, PollTimeout: 5 * time.Second})
-	t.Cleanup(func() {
-		srv.Close()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = q.Stop(sctx)
-		q.Close()
-	})
+	q, srv := remoteQueue(t, time.Minute, jobs.Config{Koji: koji, InitWatch: 10 * time.Millisecond})
 	id, err := q.Submit(ctx, &jobs.Compose{
 		Distribution: "debian-12", Seed: 1,
 		Koji:   &jobs.KojiTarget{Server: "https://koji.example/kojihub", TaskID: 5, Name: "n", Version: "v", Release: "r"},

@@ -25,6 +25,33 @@ import (
 	"github.com/kib-project/kib/internal/jobs"
 )
 
+// StartQueue opens and starts a queue with cfg (StateDir defaults to a
+// temporary directory) and stops and closes it when the test ends.
+func StartQueue(tb testing.TB, cfg jobs.Config) *jobs.Queue {
+	tb.Helper()
+	if cfg.StateDir == "" {
+		cfg.StateDir = tb.TempDir()
+	}
+	ctx := context.Background()
+	q, err := jobs.Open(ctx, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		q.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := q.Stop(sctx); err != nil {
+			tb.Errorf("stopping the queue: %v", err)
+		}
+		q.Close()
+	})
+	return q
+}
+
 // Backends names the queue backends every queue test runs against.
 var Backends = []string{"sqlite", "postgres"}
 
