@@ -309,14 +309,11 @@ func (e *initError) Error() string { return "koji-init failed: " + e.je.Reason }
 // build instead of finishing an image nobody can import.
 func (q *Queue) watchInit(ctx context.Context, initID string) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(q.cfg.InitWatch)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
-				return
 			case <-ctx.Done():
 				return
 			case <-t.C:
@@ -335,7 +332,7 @@ func (q *Queue) watchInit(ctx context.Context, initID string) (context.Context, 
 			return
 		}
 	}()
-	return ctx, func() { close(done); cancel(nil) }
+	return ctx, func() { cancel(nil) }
 }
 
 func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {

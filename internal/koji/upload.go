@@ -169,7 +169,7 @@ chunks:
 		// Resend from acked, truncating (overwrite) whatever partial data
 		// the hub has beyond it, unless it already has the whole chunk.
 		overwrite = true
-		how, rerr := c.resumePoint(ctx, dir, name, acked, chunk)
+		how, rerr := c.resumePoint(ctx, dir, name, acked, len(chunk), sum32)
 		if rerr != nil {
 			var f *Fault
 			if errors.As(rerr, &f) {
@@ -188,7 +188,7 @@ chunks:
 				return nil, err
 			}
 		case resumeSkip:
-			whole = adler.Combine(whole, adler.Checksum(chunk), int64(len(chunk)))
+			whole = adler.Combine(whole, sum32, int64(len(chunk)))
 			acked = nextStart
 			if progress != nil {
 				progress(UploadProgress{Name: name, Sent: acked, Total: size})
@@ -245,9 +245,9 @@ const (
 )
 
 // resumePoint asks the hub what it has after a failed chunk at offset
-// acked.
-func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64, chunk []byte) (int, error) {
-	v, err := c.Call(ctx, "checkUpload", dir, name, Kwargs{"verify": "adler32", "tail": int64(len(chunk))})
+// acked; the failed chunk has n bytes with adler32 sum32.
+func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64, n int, sum32 uint32) (int, error) {
+	v, err := c.Call(ctx, "checkUpload", dir, name, Kwargs{"verify": "adler32", "tail": int64(n)})
 	if err != nil {
 		return resumeResend, err
 	}
@@ -267,7 +267,7 @@ func (c *Client) resumePoint(ctx context.Context, dir, name string, acked int64,
 	switch {
 	case info.Size < acked:
 		return resumeRestart, nil
-	case len(chunk) > 0 && info.Size == acked+int64(len(chunk)) && info.HexDigest == fmt.Sprintf("%08x", adler.Checksum(chunk)):
+	case n > 0 && info.Size == acked+int64(n) && info.HexDigest == fmt.Sprintf("%08x", sum32):
 		return resumeSkip, nil
 	}
 	return resumeResend, nil
