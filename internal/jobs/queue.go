@@ -40,9 +40,18 @@ type Config struct {
 	Builder Builder
 	// Koji does the Koji calls; required for Koji composes.
 	Koji KojiImporter
-	// Lease is how long a job may stay running before another worker takes
-	// it over (the worker is presumed dead). Default 3h.
+	// Lease is how long a job may stay running, heartbeat or not, before
+	// River's rescuer takes it over: the backstop behind HeartbeatTimeout.
+	// Default 3h.
 	Lease time.Duration
+	// Heartbeat is how often a running job stamps its lease and how often
+	// the reconciler runs (see Queue.Reconcile). Default 10s.
+	Heartbeat time.Duration
+	// HeartbeatTimeout is how long a running job may go without a
+	// heartbeat before its process is presumed dead and the job runs
+	// again. Default 40s, so a job of a killed process is retried within a
+	// minute.
+	HeartbeatTimeout time.Duration
 	// RetryDelay is the delay before a failed attempt is retried. Default 5s.
 	RetryDelay time.Duration
 	// PollInterval is how often idle workers look for new jobs (both
@@ -75,6 +84,11 @@ type Queue struct {
 	sqlite bool
 	client *river.Client[*sql.Tx]
 	log    *slog.Logger
+	// owner names this process in kib_job.owner (heartbeats).
+	owner string
+	// stopLoop ends the reconciler; loopDone is closed when it has.
+	stopLoop func()
+	loopDone chan struct{}
 	// afterInit is a test seam: called after a reservation is stored.
 	afterInit func() error
 }
@@ -100,6 +114,15 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if cfg.KojiWorkers <= 0 {
 		cfg.KojiWorkers = 4
 	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 10 * time.Second
+	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = 40 * time.Second
+	}
+	if cfg.HeartbeatTimeout < 2*cfg.Heartbeat {
+		return nil, fmt.Errorf("jobs: HeartbeatTimeout %s: must be at least twice Heartbeat (%s)", cfg.HeartbeatTimeout, cfg.Heartbeat)
+	}
 	if cfg.InitWatch <= 0 {
 		cfg.InitWatch = time.Second
 	}
@@ -109,7 +132,8 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("jobs: state dir: %w", err)
 	}
-	q := &Queue{cfg: cfg, log: cfg.Log}
+	host, _ := os.Hostname()
+	q := &Queue{cfg: cfg, log: cfg.Log, owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()[:8])}
 	var driver riverdriver.Driver[*sql.Tx]
 	switch {
 	case cfg.Database == "":
@@ -175,22 +199,39 @@ func (q *Queue) migrate(ctx context.Context, driver riverdriver.Driver[*sql.Tx])
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("jobs: migrating River tables: %w", err)
 	}
-	return migrateSchema(ctx, q.db)
+	return migrateSchema(ctx, q.db, q.sqlite)
 }
 
-// Start runs jobs (when Workers > 0) until Stop.
+// Start runs jobs (when Workers > 0) until Stop, and the reconciler beside
+// them (see Reconcile).
 func (q *Queue) Start(ctx context.Context) error {
 	if q.cfg.Workers == 0 {
 		return nil
 	}
-	return q.client.Start(ctx)
+	if err := q.client.Start(ctx); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	q.stopLoop, q.loopDone = cancel, make(chan struct{})
+	go func() {
+		defer close(q.loopDone)
+		q.reconcileLoop(lctx)
+	}()
+	return nil
 }
 
 // Stop waits for running jobs to finish, or until ctx ends; then it
-// cancels them, and they are retried later.
+// cancels them. A cancelled job does not spend an attempt: it runs again
+// when a process next starts on the queue (or at once on another process
+// sharing it).
 func (q *Queue) Stop(ctx context.Context) error {
 	if q.cfg.Workers == 0 {
 		return nil
+	}
+	if q.stopLoop != nil {
+		q.stopLoop()
+		<-q.loopDone
+		q.stopLoop = nil
 	}
 	err := q.client.Stop(ctx)
 	if err != nil && ctx.Err() != nil {
@@ -349,10 +390,11 @@ func (q *Queue) enqueueReady(ctx context.Context, tx *sql.Tx, composeID string) 
 		default:
 			return fmt.Errorf("job %s: unknown kind %q", j.ID, j.Kind)
 		}
-		if _, err := q.client.InsertTx(ctx, tx, args, nil); err != nil {
+		ins, err := q.client.InsertTx(ctx, tx, args, nil)
+		if err != nil {
 			return fmt.Errorf("enqueueing %s job: %w", j.Kind, err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE kib_job SET enqueued = 1 WHERE id = $1`, j.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE kib_job SET enqueued = 1, river_id = $1 WHERE id = $2`, ins.Job.ID, j.ID); err != nil {
 			return fmt.Errorf("marking job enqueued: %w", err)
 		}
 	}

@@ -100,7 +100,12 @@ type ComposeStatus struct {
 	// succeeded.
 	Koji        bool
 	KojiBuildID uint64
-	Images      []ImageStatus
+	// KojiReservation is what became of the Koji reservation of a finished
+	// Koji compose (see ComposeJobs.KojiState); KojiRefundError is why a
+	// refund is still owed.
+	KojiReservation string
+	KojiRefundError string
+	Images          []ImageStatus
 }
 
 // ImageStatus is the derived state of one image build.
@@ -125,6 +130,14 @@ type ComposeJobs struct {
 	Init     *JobInfo
 	Builds   []*JobInfo
 	Finalize *JobInfo
+	// KojiState is what became of the Koji reservation: "" while open (or
+	// when there was none), KojiImported, KojiRefunded, KojiRefundOwed or
+	// KojiRefundStuck.
+	KojiState string
+	// RefundAttempts counts failed refund calls; RefundError is the last
+	// one's error.
+	RefundAttempts int
+	RefundError    string
 }
 
 func decodeError(raw json.RawMessage) *JobError {
@@ -158,7 +171,7 @@ func buildFailed(j *JobInfo) bool {
 // finishes, even when images already failed; image statuses show failures
 // early.
 func Derive(c *ComposeJobs) *ComposeStatus {
-	st := &ComposeStatus{ID: c.ID, Koji: c.Koji}
+	st := &ComposeStatus{ID: c.ID, Koji: c.Koji, KojiReservation: c.KojiState, KojiRefundError: c.RefundError}
 	if !c.Koji {
 		b := c.Builds[0]
 		img := ImageStatus{}

@@ -16,37 +16,6 @@ var ErrNotFound = errors.New("compose not found")
 // ErrRunning is returned when deleting a compose that has not finished.
 var ErrRunning = errors.New("compose is running")
 
-// schema is portable between SQLite and PostgreSQL: times are unix
-// microseconds, JSON is text.
-var schema = []string{
-	`CREATE TABLE IF NOT EXISTS kib_compose (
-		id TEXT PRIMARY KEY,
-		tenant TEXT NOT NULL,
-		koji INTEGER NOT NULL,
-		request TEXT NOT NULL,
-		created_at BIGINT NOT NULL,
-		lock_seq BIGINT NOT NULL DEFAULT 0
-	)`,
-	`CREATE INDEX IF NOT EXISTS kib_compose_tenant ON kib_compose (tenant, created_at)`,
-	`CREATE TABLE IF NOT EXISTS kib_job (
-		id TEXT PRIMARY KEY,
-		compose_id TEXT NOT NULL,
-		kind TEXT NOT NULL,
-		seq INTEGER NOT NULL,
-		deps TEXT NOT NULL,
-		args TEXT NOT NULL,
-		result TEXT,
-		manifest TEXT,
-		queued_at BIGINT NOT NULL,
-		started_at BIGINT,
-		finished_at BIGINT,
-		canceled INTEGER NOT NULL DEFAULT 0,
-		enqueued INTEGER NOT NULL DEFAULT 0,
-		attempts INTEGER NOT NULL DEFAULT 0
-	)`,
-	`CREATE INDEX IF NOT EXISTS kib_job_compose ON kib_job (compose_id, seq)`,
-}
-
 // dbtx is what *sql.DB and *sql.Tx have in common.
 type dbtx interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -61,15 +30,6 @@ func fromMicros(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMicro(n.Int64).UTC()
-}
-
-func migrateSchema(ctx context.Context, db dbtx) error {
-	for _, s := range schema {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("creating kib tables: %w", err)
-		}
-	}
-	return nil
 }
 
 type jobRow struct {
@@ -136,21 +96,27 @@ func composeJobs(ctx context.Context, db dbtx, id string) ([]*jobRow, error) {
 // loadCompose reads a compose and its jobs; tenant "" with any=true skips
 // the tenant check (workers).
 func loadCompose(ctx context.Context, db dbtx, tenant, id string, any bool) (*ComposeJobs, error) {
-	var t string
-	var koji int
+	var t, kojiState string
+	var koji, refundAttempts int
 	var created int64
-	err := db.QueryRowContext(ctx, `SELECT tenant, koji, created_at FROM kib_compose WHERE id = $1`, id).Scan(&t, &koji, &created)
+	var refundErr sql.NullString
+	// The jobs are read before the compose row: the Koji settlement is
+	// stored with koji-finalize's result, so a finished koji-finalize is
+	// never seen without it.
+	jobs, err := composeJobs(ctx, db, id)
+	if err != nil {
+		return nil, err
+	}
+	err = db.QueryRowContext(ctx, `SELECT tenant, koji, created_at, koji_state, refund_attempts, refund_error FROM kib_compose WHERE id = $1`, id).
+		Scan(&t, &koji, &created, &kojiState, &refundAttempts, &refundErr)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !any && t != tenant) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading compose %s: %w", id, err)
 	}
-	jobs, err := composeJobs(ctx, db, id)
-	if err != nil {
-		return nil, err
-	}
-	c := &ComposeJobs{ID: id, Tenant: t, Koji: koji != 0, Created: time.UnixMicro(created).UTC()}
+	c := &ComposeJobs{ID: id, Tenant: t, Koji: koji != 0, Created: time.UnixMicro(created).UTC(),
+		KojiState: kojiState, RefundAttempts: refundAttempts, RefundError: refundErr.String}
 	for _, j := range jobs {
 		info := j.JobInfo
 		switch j.Kind {

@@ -63,6 +63,8 @@ func (a KojiFinalizeJob) id() string { return a.JobID }
 type stepOutput struct {
 	Result   any
 	Manifest json.RawMessage
+	// Koji, set by koji-finalize, is what became of the reservation.
+	Koji *kojiSettlement
 }
 
 type stepFunc func(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error)
@@ -104,17 +106,36 @@ func (w *stepWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 			return q.enqueueReady(ctx, tx, j.ComposeID)
 		})
 	}
-	if _, err := q.db.ExecContext(ctx, `UPDATE kib_job SET started_at = $1, attempts = attempts + 1 WHERE id = $2`, micros(time.Now()), id); err != nil {
+	if _, err := q.db.ExecContext(ctx, `UPDATE kib_job SET started_at = $1, attempts = attempts + 1, owner = $2, heartbeat_at = $1 WHERE id = $3`,
+		micros(time.Now()), q.owner, id); err != nil {
 		return fmt.Errorf("marking job started: %w", err)
 	}
+	stopBeat := q.heartbeat(ctx, id)
 	c, err := loadCompose(ctx, q.db, "", j.ComposeID, true)
 	if err != nil {
+		stopBeat()
 		return err
 	}
 	log.Info("job started", "compose", j.ComposeID)
 	out, err := w.safeStep(ctx, j, c)
+	stopBeat()
+	// The result is stored even when the process is being stopped: the
+	// work is done.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	if err != nil {
-		if job.Attempt < job.MaxAttempts || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			// Shutdown: this attempt does not count. The job is available
+			// again at once, to this service's next start or to another
+			// process sharing the queue.
+			log.Warn("job interrupted by shutdown; it will run again", "err", err)
+			if _, err := q.db.ExecContext(sctx, `UPDATE kib_job SET attempts = attempts - 1, owner = NULL, heartbeat_at = NULL WHERE id = $1`, id); err != nil {
+				log.Warn("releasing the interrupted job", "err", err)
+			}
+			q.observe(job.Kind, start, "retry")
+			return river.JobSnooze(0)
+		}
+		if job.Attempt < job.MaxAttempts {
 			log.Warn("job attempt failed; it will be retried", "err", err)
 			q.observe(job.Kind, start, "retry")
 			return err
@@ -122,8 +143,30 @@ func (w *stepWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		// The last attempt: record the failure, so the compose finishes
 		// instead of waiting for a job River has given up on.
 		log.Error("job failed on its last attempt", "err", err)
-		out = &stepOutput{Result: lastAttemptFailure(j, err)}
+		out = lastAttemptFailure(j, c, err)
 	}
+	if err := q.storeResult(sctx, j, out); err != nil {
+		return err
+	}
+	failure := ""
+	if je := decodeError(mustJSON(out.Result)); je != nil {
+		failure = fmt.Sprint(je.ID)
+	}
+	q.observe(job.Kind, start, failure)
+	log.Info("job finished", "compose", j.ComposeID, "failure", failure)
+	return nil
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// storeResult finishes job j with out and, in the same transaction,
+// records the compose's Koji settlement and enqueues the jobs that became
+// ready. A job already finished (by another process, or settled by the
+// reconciler) is left as it is.
+func (q *Queue) storeResult(ctx context.Context, j *jobRow, out *stepOutput) error {
 	res, err := json.Marshal(out.Result)
 	if err != nil {
 		return fmt.Errorf("encoding result: %w", err)
@@ -132,26 +175,25 @@ func (w *stepWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	if len(out.Manifest) > 0 {
 		man = string(out.Manifest)
 	}
-	err = q.inTx(ctx, func(tx *sql.Tx) error {
+	return q.inTx(ctx, func(tx *sql.Tx) error {
 		if err := lockCompose(ctx, tx, j.ComposeID); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE kib_job SET result = $1, manifest = $2, finished_at = $3 WHERE id = $4`,
-			string(res), man, micros(time.Now()), id); err != nil {
+		r, err := tx.ExecContext(ctx, `UPDATE kib_job SET result = $1, manifest = $2, finished_at = $3, owner = NULL, heartbeat_at = NULL WHERE id = $4 AND finished_at IS NULL`,
+			string(res), man, micros(time.Now()), j.ID)
+		if err != nil {
 			return fmt.Errorf("storing result: %w", err)
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return q.enqueueReady(ctx, tx, j.ComposeID)
+		}
+		if out.Koji != nil {
+			if err := setKojiState(ctx, tx, j.ComposeID, out.Koji, q.refundBackoff); err != nil {
+				return err
+			}
 		}
 		return q.enqueueReady(ctx, tx, j.ComposeID)
 	})
-	if err != nil {
-		return err
-	}
-	failure := ""
-	if je := decodeError(res); je != nil {
-		failure = fmt.Sprint(je.ID)
-	}
-	q.observe(job.Kind, start, failure)
-	log.Info("job finished", "compose", j.ComposeID, "failure", failure)
-	return nil
 }
 
 // safeStep runs the step, turning a panic into an error (a retry).
@@ -164,8 +206,10 @@ func (w *stepWorker[T]) safeStep(ctx context.Context, j *jobRow, c *ComposeJobs)
 	return w.step(ctx, j, c)
 }
 
-// lastAttemptFailure is the result of a job whose every attempt failed.
-func lastAttemptFailure(j *jobRow, err error) any {
+// lastAttemptFailure is the output of a job whose every attempt failed, or
+// that River no longer holds. For koji-finalize it owes the compose's Koji
+// reservation a refund.
+func lastAttemptFailure(j *jobRow, c *ComposeJobs, err error) *stepOutput {
 	je := &JobError{Reason: fmt.Sprintf("job failed %d times: %v", MaxAttempts, err)}
 	if errors.Is(err, ErrRetry) {
 		je = &JobError{ID: ErrIDJobMissingHeartbeat, Reason: "Workers running this job stopped responding more than 2 times.", Details: err.Error()}
@@ -181,17 +225,21 @@ func lastAttemptFailure(j *jobRow, err error) any {
 			_ = json.Unmarshal(j.Result, &r)
 		}
 		r.JobError = je
-		return r
+		return &stepOutput{Result: r}
 	case KindKojiFinalize:
 		if je.ID == 0 {
 			je.ID = ErrIDKojiFinalize
 		}
-		return FinalizeResult{JobError: je}
+		out := &stepOutput{Result: FinalizeResult{JobError: je}}
+		if ir := initResult(c); ir.BuildID != 0 {
+			out.Koji = &kojiSettlement{State: KojiRefundOwed, Err: "koji-finalize failed; refund not yet attempted"}
+		}
+		return out
 	default:
 		if je.ID == 0 {
 			je.ID = ErrIDBuildJob
 		}
-		return BuildJobResult{JobError: je}
+		return &stepOutput{Result: BuildJobResult{JobError: je}}
 	}
 }
 
@@ -340,19 +388,23 @@ func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*s
 	if err := json.Unmarshal(j.Args, &a); err != nil {
 		return &stepOutput{Result: FinalizeResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
 	}
-	var ir InitResult
-	_ = json.Unmarshal(c.Init.Result, &ir)
+	ir := initResult(c)
 	refund := func(je *JobError) (*stepOutput, error) {
-		if q.cfg.Koji != nil {
-			if err := q.cfg.Koji.Refund(ctx, &KojiRefundArgs{Server: a.Koji.Server, BuildID: ir.BuildID, Token: ir.Token}); err != nil {
-				if ctx.Err() != nil {
-					return nil, err
-				}
-				q.log.Error("refunding Koji build", "build_id", ir.BuildID, "err", err)
-				je.Details = []any{je.Details, "refund failed: " + err.Error()}
-			}
+		out := &stepOutput{Result: FinalizeResult{JobError: je}, Koji: &kojiSettlement{State: KojiRefunded}}
+		if q.cfg.Koji == nil {
+			out.Koji = &kojiSettlement{State: KojiRefundOwed, Err: "this service has no Koji configured"}
+			return out, nil
 		}
-		return &stepOutput{Result: FinalizeResult{JobError: je}}, nil
+		if err := q.cfg.Koji.Refund(ctx, &KojiRefundArgs{Server: a.Koji.Server, BuildID: ir.BuildID, Token: ir.Token}); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			// The reconciler retries it with backoff; the compose status
+			// and kib_koji_unrefunded_reservations show it meanwhile.
+			q.log.Error("refunding Koji build; will retry", "build_id", ir.BuildID, "err", err)
+			out.Koji = &kojiSettlement{State: KojiRefundOwed, Err: err.Error(), Attempted: true}
+		}
+		return out, nil
 	}
 	if ir.JobError != nil || ir.BuildID == 0 {
 		je := &JobError{ID: ErrIDKojiFailedDependency, Reason: "Koji build error", Details: []*JobError{ir.JobError}}
@@ -397,5 +449,5 @@ func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*s
 		}
 		return refund(&JobError{ID: ErrIDKojiFinalize, Reason: "Koji finalize error", Details: err.Error()})
 	}
-	return &stepOutput{Result: FinalizeResult{}}, nil
+	return &stepOutput{Result: FinalizeResult{}, Koji: &kojiSettlement{State: KojiImported}}, nil
 }

@@ -101,7 +101,12 @@ type KojiRecorder struct {
 	FailInit, FailFinalize bool
 	// InitDelay is how long Init takes.
 	InitDelay time.Duration
-	next      uint64
+	// FinalizePanics makes every Finalize call panic (a koji-finalize
+	// that fails on every attempt).
+	FinalizePanics bool
+	// FailRefunds makes that many Refund calls fail before they succeed.
+	FailRefunds int
+	next        uint64
 }
 
 var _ jobs.KojiImporter = (*KojiRecorder)(nil)
@@ -124,6 +129,9 @@ func (k *KojiRecorder) Finalize(_ context.Context, a *jobs.KojiFinalizeArgs) err
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, fmt.Sprintf("finalize %d", a.BuildID))
+	if k.FinalizePanics {
+		panic("test koji: simulated crash in finalize")
+	}
 	if k.FailFinalize {
 		return errors.New("CGImport: corrupted upload")
 	}
@@ -136,6 +144,10 @@ func (k *KojiRecorder) Refund(_ context.Context, a *jobs.KojiRefundArgs) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, fmt.Sprintf("refund %d", a.BuildID))
+	if k.FailRefunds > 0 {
+		k.FailRefunds--
+		return errors.New("CGRefundBuild: hub unavailable (503)")
+	}
 	k.Refunded = append(k.Refunded, a)
 	return nil
 }
