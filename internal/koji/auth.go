@@ -41,12 +41,7 @@ func (c *Client) SSLLogin(ctx context.Context) error {
 		if renew {
 			args = []any{Kwargs{"renew": true}}
 		}
-		err := c.doLogin(ctx, "ssllogin", "sslLogin", args)
-		var te *TransportError
-		if errors.As(err, &te) && te.StatusCode == http.StatusForbidden && strings.Contains(te.Err.Error(), "Post-Handshake") {
-			return fmt.Errorf("%w (the hub asks for the certificate after the handshake, which Go can only answer by TLS 1.2 renegotiation: do not allow TLS 1.3)", err)
-		}
-		return err
+		return loginHint(c.doLogin(ctx, "ssllogin", "sslLogin", args))
 	}
 	return c.startSession(ctx, login)
 }
@@ -69,9 +64,27 @@ func (c *Client) GSSAPILogin(ctx context.Context, n Negotiator) error {
 		if renew {
 			args = []any{Kwargs{"renew": true}}
 		}
-		return c.doLoginHeader(ctx, "ssllogin", "sslLogin", args, "Negotiate "+base64.StdEncoding.EncodeToString(tok))
+		return loginHint(c.doLoginHeader(ctx, "ssllogin", "sslLogin", args, "Negotiate "+base64.StdEncoding.EncodeToString(tok)))
 	}
 	return c.startSession(ctx, login)
+}
+
+// loginHint adds what to check to the errors of an ssllogin that can never
+// succeed as configured; such errors are not retried.
+func loginHint(err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *TransportError
+	switch {
+	case errors.As(err, &te) && te.StatusCode == http.StatusForbidden && strings.Contains(te.Err.Error(), "Post-Handshake"):
+		return fmt.Errorf("%w (the hub asks for the certificate after the handshake, which Go can only answer by TLS 1.2 renegotiation: do not allow TLS 1.3)", err)
+	case errors.As(err, &te) && (te.StatusCode == http.StatusForbidden || te.StatusCode == http.StatusUnauthorized):
+		return fmt.Errorf("%w (the hub refused the login: check that the client certificate or Kerberos principal is accepted by the hub's /kojihub/ssllogin and maps to an existing Koji user)", err)
+	case isTLSAlert(err):
+		return fmt.Errorf("%w (the hub refused the TLS handshake: check that the client certificate is issued by a CA the hub trusts and is valid)", err)
+	}
+	return err
 }
 
 func (c *Client) startSession(ctx context.Context, login func(ctx context.Context, renew bool) error) error {

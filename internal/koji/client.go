@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -428,20 +429,46 @@ func (c *Client) send(ctx context.Context, subpath, method string, body []byte, 
 	}
 }
 
-// retryable reports whether a transport error may go away on retry.
+// retryable reports whether a transport error may go away on retry:
+// connection failures, timeouts, truncated answers, HTTP 5xx, 408 and 429.
+// What a retry cannot heal fails at once: TLS verification failures on
+// either side (the hub's certificate, or a TLS alert by which the hub
+// refuses ours) and other HTTP 4xx (403 from ssllogin, 401, 404).
 func retryable(err error) bool {
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError
 	var hn x509.HostnameError
 	var ci x509.CertificateInvalidError
-	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) {
+	var rh tls.RecordHeaderError
+	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || isTLSAlert(err) || errors.As(err, &rh) {
 		return false
 	}
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	var te *TransportError
-	return errors.As(err, &te)
+	if !errors.As(err, &te) {
+		return false
+	}
+	switch {
+	case te.StatusCode == 0, te.StatusCode >= 500:
+		return true
+	case te.StatusCode == http.StatusRequestTimeout, te.StatusCode == http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// isTLSAlert reports whether err is a TLS alert the peer sent (crypto/tls
+// returns it as a *net.OpError with Op "remote error"), e.g. "unknown
+// certificate authority" when the hub refuses the client certificate.
+func isTLSAlert(err error) bool {
+	var alert tls.AlertError
+	if errors.As(err, &alert) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }
 
 // post sends one HTTP request and decodes the XML-RPC answer.

@@ -415,3 +415,54 @@ func TestOfflineRetry(t *testing.T) {
 		t.Errorf("err = %v, want ServerOffline", err)
 	}
 }
+
+// TestLoginFailsAtOnce: a login that can never succeed (403 from
+// ssllogin, a client certificate the hub's CAs did not sign, a hub
+// certificate the client does not trust) is tried once, with a hint,
+// although the retry policy would wait a minute between attempts.
+func TestLoginFailsAtOnce(t *testing.T) {
+	slow := koji.RetryPolicy{MaxRetries: 30, Interval: time.Minute, MaxInterval: time.Minute, Deadline: time.Hour}
+	pool, _ := certs(t, "builder1.example.com")
+	_, stranger := certs(t, "builder1.example.com") // same name, another CA
+	hub := kojitest.New(t, kojitest.Options{TLS: true, ClientCAs: pool})
+	roots := x509.NewCertPool()
+	roots.AddCert(hub.Server.Certificate())
+	tests := []struct {
+		name   string
+		inject *kojitest.Injection
+		cfg    *tls.Config
+		hint   string
+	}{
+		{"403 from ssllogin", &kojitest.Injection{Method: "sslLogin", Status: http.StatusForbidden}, &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS12}, "hub refused the login"},
+		{"client certificate from an unknown CA", nil, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{stranger}, MaxVersion: tls.VersionTLS12}, "CA the hub trusts"},
+		{"hub certificate not trusted", nil, &tls.Config{Certificates: []tls.Certificate{stranger}}, "certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.inject != nil {
+				hub.Inject(*tt.inject)
+			}
+			before := len(hub.Calls())
+			c, err := koji.New(hub.URL, koji.Options{TLSConfig: tt.cfg, Retry: slow})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Were the login retried, the second retry would wait a minute.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = c.SSLLogin(ctx)
+			if err == nil {
+				t.Fatal("login succeeded")
+			}
+			if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "retrying stopped") {
+				t.Fatalf("the login was retried: %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.hint) {
+				t.Errorf("err = %v, want a hint containing %q", err, tt.hint)
+			}
+			if n := len(hub.Calls()) - before; n > 1 {
+				t.Errorf("hub saw %d requests, want at most 1", n)
+			}
+		})
+	}
+}
