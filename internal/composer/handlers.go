@@ -79,6 +79,12 @@ type uploadStatusBody struct {
 
 type kojiStatusBody struct {
 	BuildID uint64 `json:"build_id,omitempty"`
+	// Reservation is what became of the Koji reservation once the compose
+	// ended: imported, refunded, refund-owed (retried) or refund-stuck.
+	// kib's addition to composer's KojiStatus.
+	Reservation string `json:"reservation,omitempty"`
+	// RefundError is why a refund is still owed.
+	RefundError string `json:"refund_error,omitempty"`
 }
 
 func statusBody(c *jobs.ComposeJobs) composeStatusBody {
@@ -100,7 +106,7 @@ func statusBody(c *jobs.ComposeJobs) composeStatusBody {
 	}
 	b.ImageStatus = b.ImageStatuses[0]
 	if st.Koji {
-		b.KojiStatus = &kojiStatusBody{BuildID: st.KojiBuildID}
+		b.KojiStatus = &kojiStatusBody{BuildID: st.KojiBuildID, Reservation: st.KojiReservation, RefundError: st.KojiRefundError}
 	} else {
 		// image_statuses is only set for Koji composes.
 		b.ImageStatuses = nil
@@ -168,7 +174,9 @@ func (s *Server) getComposeLogs(w http.ResponseWriter, r *http.Request, rc *reqC
 		"image_builds": builds,
 	}
 	if c.Koji {
-		body["koji"] = map[string]json.RawMessage{"init": rawOrEmpty(c.Init.Result), "import": rawOrEmpty(c.Finalize.Result)}
+		// The reservation token stays on the server: koji-osbuild uploads
+		// this answer to the Koji task, where anyone can read it.
+		body["koji"] = map[string]json.RawMessage{"init": rawOrEmpty(jobs.PublicInitResult(c.Init.Result)), "import": rawOrEmpty(c.Finalize.Result)}
 	}
 	writeJSON(w, http.StatusOK, body)
 	return nil

@@ -213,6 +213,14 @@ func TestKojiOSBuildPluginReplay(t *testing.T) {
 				if json.Unmarshal(logs.Koji.Init, &initLog) != nil || initLog["build_id"] != float64(1001) {
 					t.Errorf("koji.init = %s", logs.Koji.Init)
 				}
+				// The plugin uploads this answer to the Koji task, readable
+				// by anyone: the reservation token must not be in it.
+				if strings.Contains(string(data), "token-1") {
+					t.Errorf("GET logs returns the CGInitBuild token: %s", data)
+				}
+				if resp, data := p.send("GET", "/composes/"+cid, nil); strings.Contains(string(data), "token-1") {
+					t.Errorf("GET compose (%d) returns the CGInitBuild token: %s", resp.StatusCode, data)
+				}
 
 				calls := b.koji.Calls()
 				want := "finalize 1001"

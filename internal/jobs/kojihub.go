@@ -103,6 +103,13 @@ func (h *KojiHub) Finalize(ctx context.Context, a *KojiFinalizeArgs) error {
 		BuildID: int64(a.BuildID), Token: a.Token, TaskID: a.TaskID,
 		Start: a.StartTime, End: a.EndTime, Images: images, UploadDir: a.Directory,
 	})
+	if err != nil && ctx.Err() == nil {
+		// An earlier attempt (or this one, whose answer was lost) may have
+		// imported the build: then it is done, and must not be refunded.
+		if b, gerr := im.Client.GetBuild(ctx, int64(a.BuildID)); gerr == nil && b != nil && b.State == koji.BuildComplete {
+			return nil
+		}
+	}
 	return err
 }
 
@@ -116,5 +123,22 @@ func (h *KojiHub) Refund(ctx context.Context, a *KojiRefundArgs) error {
 		return err
 	}
 	defer done()
-	return im.Refund(ctx, int64(a.BuildID), a.Token)
+	err = im.Refund(ctx, int64(a.BuildID), a.Token)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	// CGRefundBuild is idempotent only while the token is valid: the hub
+	// drops the reservation with the first refund, so a retry after a lost
+	// answer fails. The build's state tells what happened.
+	b, gerr := im.Client.GetBuild(ctx, int64(a.BuildID))
+	if gerr != nil || b == nil {
+		return err
+	}
+	switch b.State {
+	case koji.BuildFailed, koji.BuildCanceled:
+		return nil
+	case koji.BuildComplete, koji.BuildDeleted:
+		return fmt.Errorf("%w: build %d is %s on the hub: %w", ErrNotRefundable, a.BuildID, map[int]string{koji.BuildComplete: "complete", koji.BuildDeleted: "deleted"}[b.State], err)
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +94,38 @@ func TestKojiHubImports(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKojiHubSettlesOnce: a refund or an import whose answer was lost is
+// retried without harm: the retry finds the build failed or complete on
+// the hub and takes that as done, though the hub no longer accepts the
+// token.
+func TestKojiHubSettlesOnce(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	hub.AddUser("kib", "pw")
+	hub.AddContentGenerator("kib", "kib")
+	kh := &jobs.KojiHub{Server: hub.URL, Connect: hub.Connector("kib", "pw")}
+	ctx := context.Background()
+	res, err := kh.Init(ctx, &jobs.KojiInitArgs{Server: hub.URL, Name: "n", Version: "1", Release: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := &jobs.KojiRefundArgs{Server: hub.URL, BuildID: res.BuildID, Token: res.Token}
+	if err := kh.Refund(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := kh.Refund(ctx, ref); err != nil {
+		t.Errorf("second refund: %v, want nil (already refunded)", err)
+	}
+	// A build that was imported cannot be refunded: say so for good.
+	res2, err := kh.Init(ctx, &jobs.KojiInitArgs{Server: hub.URL, Name: "n", Version: "1", Release: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.SetBuildState(int64(res2.BuildID), koji.BuildComplete)
+	err = kh.Refund(ctx, &jobs.KojiRefundArgs{Server: hub.URL, BuildID: res2.BuildID, Token: res2.Token})
+	if !errors.Is(err, jobs.ErrNotRefundable) {
+		t.Errorf("refund of a complete build: %v, want ErrNotRefundable", err)
 	}
 }

@@ -39,6 +39,25 @@ type InitResult struct {
 	JobError  *JobError `json:"job_error,omitempty"`
 }
 
+// PublicInitResult returns a koji-init result as clients may see it: the
+// reservation token, with which anyone could import into or refund the
+// build, is removed.
+func PublicInitResult(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return raw
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return json.RawMessage("{}")
+	}
+	if _, ok := m["token"]; !ok {
+		return raw
+	}
+	m["token"] = json.RawMessage(`""`)
+	b, _ := json.Marshal(m)
+	return b
+}
+
 // BuildJobResult is the stored result of a build job. Its content is shown
 // in the compose logs; clients must not rely on more than success and
 // job_error.

@@ -42,6 +42,10 @@ func New(reg prometheus.Registerer, depth Depth) *Metrics {
 	if depth != nil {
 		reg.MustRegister(&depthCollector{depth: depth, desc: prometheus.NewDesc("kib_queue_depth", "Jobs not finished, by kind.", []string{"kind"}, nil)})
 	}
+	if u, ok := depth.(Unrefunded); ok {
+		reg.MustRegister(&unrefundedCollector{u: u, desc: prometheus.NewDesc("kib_koji_unrefunded_reservations",
+			"Koji reservations of finished composes that were neither imported nor refunded yet (refunds owed are retried).", nil, nil)})
+	}
 	return m
 }
 
@@ -51,6 +55,30 @@ func (m *Metrics) JobDone(kind string, d time.Duration, failure string) {
 	if failure != "" {
 		m.failures.WithLabelValues(kind, failure).Inc()
 	}
+}
+
+// Unrefunded counts Koji reservations still owed a refund; *jobs.Queue is
+// one.
+type Unrefunded interface {
+	Unrefunded(ctx context.Context) (int, error)
+}
+
+type unrefundedCollector struct {
+	u    Unrefunded
+	desc *prometheus.Desc
+}
+
+func (c *unrefundedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *unrefundedCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := c.u.Unrefunded(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
 }
 
 type depthCollector struct {

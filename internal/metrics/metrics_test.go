@@ -38,3 +38,20 @@ kib_queue_depth{kind="koji-init"} 0
 		t.Errorf("duration series = %d, want 1", n)
 	}
 }
+
+type queueWithRefunds struct{ fixedDepth }
+
+func (queueWithRefunds) Unrefunded(context.Context) (int, error) { return 2, nil }
+
+func TestUnrefundedReservations(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics.New(reg, queueWithRefunds{fixedDepth{}})
+	want := `
+# HELP kib_koji_unrefunded_reservations Koji reservations of finished composes that were neither imported nor refunded yet (refunds owed are retried).
+# TYPE kib_koji_unrefunded_reservations gauge
+kib_koji_unrefunded_reservations 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kib_koji_unrefunded_reservations"); err != nil {
+		t.Error(err)
+	}
+}
