@@ -45,7 +45,8 @@ kadmin.local -r KIB.TEST -q "addprinc -randkey kib@KIB.TEST" >/dev/null
 kadmin.local -r KIB.TEST -q "addprinc -randkey HTTP/127.0.0.1@KIB.TEST" >/dev/null
 kadmin.local -r KIB.TEST -q "ktadd -k $work/kib.keytab kib@KIB.TEST" >/dev/null
 kadmin.local -r KIB.TEST -q "ktadd -k $work/http.keytab HTTP/127.0.0.1@KIB.TEST" >/dev/null
-krb5kdc -n -P "$work/kdc.pid" &
+# setpriv: the KDC dies with this script even when it is SIGKILLed.
+setpriv --pdeathsig KILL krb5kdc -n -P "$work/kdc.pid" &
 kdcpid=$!
 sleep 1
 KIB_KRB5_DIR="$work" go test -tags krb5 -count=1 -v -run TestGSSAPIRealKDC ./internal/koji/

@@ -148,9 +148,29 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// SysProcAttr returns the process attributes under which kib starts host
+// processes so that they die with kib, even when kib is SIGKILLed:
+//   - Pdeathsig: the process gets SIGKILL when its parent dies;
+//   - Setpgid: it leads its own process group, which cancellation signals;
+//   - as root, a new PID namespace (CLONE_NEWPID): the process is its init,
+//     and when it dies the kernel kills everything left in the namespace,
+//     so grandchildren (mmdebstrap's dpkg and apt, a shell's background
+//     jobs) cannot outlive it.
+//
+// Without root there is no PID namespace; grandchildren that leave the
+// process group can then survive a SIGKILL of kib.
+func SysProcAttr() *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if os.Geteuid() == 0 {
+		a.Cloneflags = syscall.CLONE_NEWPID
+	}
+	return a
+}
+
 // Run runs c and returns its standard output when c.Stdout is nil. The
-// command runs in its own process group; when ctx is cancelled the whole group
-// gets SIGTERM, then SIGKILL after five seconds.
+// command runs under SysProcAttr; when ctx is cancelled the whole group gets
+// SIGTERM, then SIGKILL after five seconds. If kib dies, so does the command
+// and (as root) everything it started.
 func Run(ctx context.Context, c Cmd) ([]byte, error) {
 	if _, err := exec.LookPath(c.Path); err != nil {
 		return nil, &MissingToolError{Tool: c.Path, Package: packages[c.Path]}
@@ -171,7 +191,7 @@ func Run(ctx context.Context, c Cmd) ([]byte, error) {
 	} else {
 		cmd.Stderr = tail
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = SysProcAttr()
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	}

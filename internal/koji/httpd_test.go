@@ -19,9 +19,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kib-project/kib/internal/hostcmd"
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/koji/kojitest"
 )
@@ -126,11 +128,13 @@ func TestSSLLoginStockHttpd(t *testing.T) {
 	}
 	httpd := exec.Command("apache2", "-f", filepath.Join(dir, "httpd.conf"), "-DFOREGROUND")
 	httpd.Stderr = os.Stderr
+	// Apache's workers die with it, and it dies with the test binary.
+	httpd.SysProcAttr = hostcmd.SysProcAttr()
 	if err := httpd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = httpd.Process.Kill()
+		_ = syscall.Kill(-httpd.Process.Pid, syscall.SIGKILL)
 		_ = httpd.Wait()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
