@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -34,7 +37,8 @@ func newBuildCmd() *cobra.Command {
 		Long: `Build an image. With TYPE, resolve a pinned manifest (as 'kib manifest') and
 execute it. With --manifest, execute that manifest exactly: nothing is
 resolved anew. Each export lands in DIR/<export>/<file>, with
-<file>.manifest.json, <file>.image-os.spdx.json and build-info.json beside it.`,
+<file>.manifest.json, <file>.image-os.spdx.json, <file>.build.log and
+build-info.json beside it.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args)
@@ -65,15 +69,22 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 	}
 	stderr := cmd.ErrOrStderr()
 	tty := isTerminal(stderr)
-	var toolLog io.Writer = io.Discard
+	// The build log (kib's log at info level and the host tools' output)
+	// is written beside every image as <file>.build.log, which
+	// 'kib koji import' uploads as the build's log.
+	buildLog := &lockedBuffer{}
+	var toolLog io.Writer = buildLog
 	if o.verbose {
-		toolLog = stderr
+		toolLog = io.MultiWriter(stderr, buildLog)
 	}
 	level := slog.LevelInfo
 	if tty && !o.verbose {
 		level = slog.LevelWarn
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(teeHandler{
+		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}),
+		slog.NewTextHandler(buildLog, &slog.HandlerOptions{Level: slog.LevelInfo}),
+	})
 
 	var m *manifest.Manifest
 	var err error
@@ -112,9 +123,69 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	for _, a := range arts {
+		if err := os.WriteFile(a.Path+".build.log", buildLog.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("writing the build log: %w", err)
+		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", a.SHA256, a.Path)
 	}
 	return nil
+}
+
+// lockedBuffer is a log buffer the engine's tools may write concurrently.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// Bytes returns a copy of what was written.
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
+
+// teeHandler sends every record to each handler that is enabled for it.
+type teeHandler []slog.Handler
+
+func (t teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	for _, h := range t {
+		if h.Enabled(ctx, l) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	var errs []error
+	for _, h := range t {
+		if h.Enabled(ctx, r.Level) {
+			errs = append(errs, h.Handle(ctx, r.Clone()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	out := make(teeHandler, len(t))
+	for i, h := range t {
+		out[i] = h.WithAttrs(as)
+	}
+	return out
+}
+
+func (t teeHandler) WithGroup(name string) slog.Handler {
+	out := make(teeHandler, len(t))
+	for i, h := range t {
+		out[i] = h.WithGroup(name)
+	}
+	return out
 }
 
 func isTerminal(w io.Writer) bool {

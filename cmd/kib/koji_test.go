@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,7 +25,8 @@ func writeExport(t *testing.T, outdir, exportName, exportFilename, imageType str
 	}
 	img := filepath.Join(dir, exportFilename)
 	manifest := []byte(`{"pipelines":[]}`)
-	for p, data := range map[string][]byte{img: image, img + ".manifest.json": manifest, img + ".image-os.spdx.json": []byte(`{"spdxVersion":"SPDX-2.3"}`)} {
+	for p, data := range map[string][]byte{img: image, img + ".manifest.json": manifest, img + ".image-os.spdx.json": []byte(`{"spdxVersion":"SPDX-2.3"}`),
+		img + ".build.log": []byte("level=INFO msg=\"pipeline os\"\n")} {
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -91,6 +93,17 @@ func TestKojiImport(t *testing.T) {
 	ti := b.Extra["typeinfo"].(map[string]any)["image"].(map[string]any)
 	if _, ok := ti["debian-cloud-12-1.x86_64.qcow2"]; !ok || b.Extra["osbuild_manifest"] == nil {
 		t.Errorf("build extra %v", b.Extra)
+	}
+	// The build logs kib build wrote beside the images are the build's logs.
+	logs, err := c.GetBuildLogs(context.Background(), b.ID)
+	var names []string
+	for _, l := range logs {
+		names = append(names, l.Name)
+	}
+	want := "cg_import.log debian-cloud-12-1.x86_64.qcow2.build.log debian-cloud-12-1.x86_64.tar.xz.build.log"
+	slices.Sort(names)
+	if err != nil || strings.Join(names, " ") != want {
+		t.Errorf("getBuildLogs = %v, %v; want %s", names, err, want)
 	}
 }
 

@@ -28,7 +28,8 @@ type Image struct {
 }
 
 // ReadImage reads the image at path (the image file, or the directory the
-// local build wrote it into) with its build-info.json, manifest and SBOMs.
+// local build wrote it into) with its build-info.json, manifest, SBOMs and
+// build log (<file>.build.log).
 func ReadImage(path string) (*Image, error) {
 	dir := path
 	st, err := os.Stat(path)
@@ -58,7 +59,17 @@ func ReadImage(path string) (*Image, error) {
 		return nil, fmt.Errorf("image %s: manifest %s is missing", path, im.Manifest)
 	}
 	im.SBOMs, _ = filepath.Glob(im.Path + ".*.spdx.json")
+	// kib build writes its log beside the image; it becomes the build's
+	// log on the hub (getBuildLogs).
+	if l := im.Path + ".build.log"; fileExists(l) {
+		im.Logs = append(im.Logs, l)
+	}
 	return im, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // Importer talks to one hub as content generator CG.
