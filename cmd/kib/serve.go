@@ -30,26 +30,27 @@ import (
 )
 
 type serveOptions struct {
-	config         string
-	listen         string
-	stateDir       string
-	database       string
-	workers        int
-	remoteWorkers  bool
-	lease          time.Duration
-	rescueAfter    time.Duration
-	definitions    string
-	store          string
-	cacheDir       string
-	tlsCert        string
-	tlsKey         string
-	clientCA       string
-	allowedDomains []string
-	jwksURL        string
-	tenantClaims   []string
-	logLevel       string
-	koji           kojiConnOptions
-	kojiCG         string
+	config           string
+	listen           string
+	stateDir         string
+	database         string
+	workers          int
+	remoteWorkers    bool
+	lease            time.Duration
+	rescueAfter      time.Duration
+	heartbeatTimeout time.Duration
+	definitions      string
+	store            string
+	cacheDir         string
+	tlsCert          string
+	tlsKey           string
+	clientCA         string
+	allowedDomains   []string
+	jwksURL          string
+	tenantClaims     []string
+	logLevel         string
+	koji             kojiConnOptions
+	kojiCG           string
 }
 
 func defaultStateDir() string {
@@ -94,7 +95,8 @@ only listens on loopback, for development.`,
 	f.IntVar(&o.workers, "workers", 1, "builds run at once by this process (0: none, API only)")
 	f.BoolVar(&o.remoteWorkers, "remote-workers", false, "hand builds to 'kib worker' processes over the worker API instead of building here")
 	f.DurationVar(&o.lease, "lease", 2*time.Minute, "with --remote-workers: how long a worker may go without a heartbeat before its build is retried elsewhere")
-	f.DurationVar(&o.rescueAfter, "rescue-after", 3*time.Hour, "a job running longer than this is presumed orphaned (its process died) and retried; must exceed the longest build")
+	f.DurationVar(&o.rescueAfter, "rescue-after", 3*time.Hour, "backstop: a job running longer than this, heartbeat or not, is presumed orphaned and retried; must exceed the longest build")
+	f.DurationVar(&o.heartbeatTimeout, "job-heartbeat-timeout", 40*time.Second, "a running job whose process sent no heartbeat for this long (it was killed) is retried; heartbeats are sent every quarter of it")
 	f.StringVar(&o.definitions, "definitions", "", "directory of distro definitions that override the built-in ones")
 	f.StringVar(&o.store, "store", "", "engine store directory (default: --state-dir/store)")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory for kib's caches (apt metadata)")
@@ -177,6 +179,10 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		dispatcher = worker.NewDispatcher(o.lease)
 		builder = dispatcher
 	case o.workers > 0:
+		if b := testBuilder(); b != nil {
+			builder = b
+			break
+		}
 		storeDir := o.store
 		if storeDir == "" {
 			storeDir = filepath.Join(o.stateDir, "store")
@@ -190,6 +196,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	obs := &lateObserver{}
 	q, err := jobs.Open(ctx, jobs.Config{
 		Database: o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
+		HeartbeatTimeout: o.heartbeatTimeout, Heartbeat: o.heartbeatTimeout / 4,
 		Koji: o.kojiImporter(), Log: log.With("component", "jobs"), Observer: obs,
 	})
 	if err != nil {

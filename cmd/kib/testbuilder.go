@@ -1,0 +1,9 @@
+//go:build !chaos
+
+package main
+
+import "github.com/kib-project/kib/internal/jobs"
+
+// testBuilder returns the stand-in builder of a kib built with the chaos
+// tag (see testbuilder_chaos.go); nil in a real kib.
+func testBuilder() jobs.Builder { return nil }
