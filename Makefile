@@ -15,7 +15,7 @@ HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
 	qemu-system-x86 ovmf \
 	krb5-kdc krb5-admin-server apache2 postgresql
 
-.PHONY: image test deps kib bench vet fuzz
+.PHONY: image test deps kib bench vet fuzz chaos
 
 image: deps kib
 	./kib build --distro debian-12 --arch x86_64 $(TYPE) --output-dir $(OUT)
@@ -28,6 +28,15 @@ test: deps
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
 	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) run scripts/gotest.go -timeout 40m ./...
+
+# chaos runs the long form of the chaos suite (cmd/kib/chaos_test.go; make
+# test runs a short one): 200 composes, 20 SIGKILLs, 50 hub outages of 1-30 s
+# and 20 upload cuts on SQLite and PostgreSQL. KIB_CHAOS_SEED=N replays a run.
+chaos: deps
+	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; \
+	KIB_CHAOS_COMPOSES=200 KIB_CHAOS_KILLS=20 KIB_CHAOS_OUTAGES=50 KIB_CHAOS_CUTS=20 \
+	KIB_CHAOS_MAX_OUTAGE_SECONDS=30 KIB_CHAOS_DEADLINE_SECONDS=3600 \
+	$(GO) test -count=1 -v -timeout 4h -run '^TestChaos$$' ./cmd/kib
 
 # deps installs the missing host packages (as root), or says which are missing.
 deps:

@@ -38,6 +38,8 @@ type chaosConfig struct {
 	maxOutage                time.Duration
 	deadline                 time.Duration
 	backends                 []string
+	// allRemote runs remote workers on every backend, not only the first.
+	allRemote bool
 }
 
 func envInt(name string, def int) int {
@@ -57,6 +59,7 @@ func chaosConfigFromEnv(t *testing.T) chaosConfig {
 		maxOutage: time.Duration(envInt("KIB_CHAOS_MAX_OUTAGE_SECONDS", 3)) * time.Second,
 		deadline:  time.Duration(envInt("KIB_CHAOS_DEADLINE_SECONDS", 120)) * time.Second,
 		backends:  jobstest.Backends,
+		allRemote: os.Getenv("KIB_CHAOS_ALL_REMOTE") != "",
 	}
 	if s := os.Getenv("KIB_CHAOS_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -89,11 +92,23 @@ func TestChaos(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-tags", "chaos", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build -tags chaos: %v\n%s", err, out)
 	}
-	for i, backend := range cfg.backends {
-		t.Run(backend, func(t *testing.T) {
-			r := &chaosRun{t: t, cfg: cfg, bin: bin, rng: rand.New(rand.NewPCG(cfg.seed, uint64(i)))}
-			r.run(backend)
-		})
+	runs := 0
+	for _, remote := range []bool{false, true} {
+		for _, backend := range cfg.backends {
+			name := backend
+			if remote {
+				// The short form runs remote workers on SQLite only.
+				if backend != cfg.backends[0] && !cfg.allRemote {
+					continue
+				}
+				name += "-remote-workers"
+			}
+			runs++
+			t.Run(name, func(t *testing.T) {
+				r := &chaosRun{t: t, cfg: cfg, bin: bin, remote: remote, rng: rand.New(rand.NewPCG(cfg.seed, uint64(runs)))}
+				r.run(backend)
+			})
+		}
 	}
 }
 
@@ -103,16 +118,23 @@ type chaosRun struct {
 	bin string
 	rng *rand.Rand
 
-	hub      *kojitest.Hub
-	hubDown  atomic.Bool
-	kojiURL  string
-	token    string
-	args     []string
-	addr     string
-	mu       sync.Mutex
-	serve    *exec.Cmd
-	serveErr chan error
-	logs     *os.File
+	hub     *kojitest.Hub
+	hubDown atomic.Bool
+	kojiURL string
+	token   string
+	addr    string
+	remote  bool
+	mu      sync.Mutex
+	procs   map[string]*chaosProc
+	logs    *os.File
+	kills   map[string]int
+}
+
+// chaosProc is one kib process of the run: kib serve or a kib worker.
+type chaosProc struct {
+	args []string
+	cmd  *exec.Cmd
+	errc chan error
 }
 
 // composeRef is one submitted compose.
@@ -150,19 +172,34 @@ func (r *chaosRun) run(backend string) {
 	r.addr = l.Addr().String()
 	l.Close()
 	r.token = fmt.Sprintf("kibchaos-%d-%d", os.Getpid(), r.rng.Uint32())
-	r.args = []string{"serve", "--listen", r.addr, "--state-dir", filepath.Join(dir, "state"), "--workers", "2",
+	serve := []string{"serve", "--listen", r.addr, "--state-dir", filepath.Join(dir, "state"), "--workers", "2",
 		"--database", jobstest.Database(t, backend), "--koji-server", r.kojiURL, "--koji-user", "kib", "--koji-password-file", pw,
 		"--job-heartbeat-timeout", "2s", "--log-level", "info"}
-	r.logs, _ = os.Create(filepath.Join(dir, "serve.log"))
+	r.procs = map[string]*chaosProc{"serve": {args: serve}}
+	r.kills = map[string]int{}
+	if r.remote {
+		serve = append(serve, "--remote-workers", "--lease", "3s")
+		r.procs["serve"].args = serve
+		for _, w := range []string{"worker-1", "worker-2"} {
+			r.procs[w] = &chaosProc{args: []string{"worker", "--server", "http://" + r.addr, "--state-dir", filepath.Join(dir, w), "--heartbeat", "300ms"}}
+		}
+	}
+	r.logs, _ = os.Create(filepath.Join(dir, "kib.log"))
 	t.Cleanup(func() {
 		r.logs.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
-			t.Logf("kib serve log (last 6000 bytes):\n%s", tail(string(b), 6000))
+			b, _ := os.ReadFile(filepath.Join(dir, "kib.log"))
+			t.Logf("kib log (last 6000 bytes):\n%s", tail(string(b), 6000))
 		}
 	})
-	r.start()
-	t.Cleanup(r.kill)
+	for name := range r.procs {
+		r.start(name)
+	}
+	t.Cleanup(func() {
+		for name := range r.procs {
+			r.kill(name)
+		}
+	})
 
 	// Submit the composes in batches between the faults.
 	var composes []composeRef
@@ -192,9 +229,14 @@ func (r *chaosRun) run(backend string) {
 		time.Sleep(time.Duration(r.rng.IntN(1500)) * time.Millisecond)
 		switch ev {
 		case "kill":
-			r.kill()
+			victim := "serve"
+			if r.remote && r.rng.IntN(2) == 0 {
+				victim = fmt.Sprintf("worker-%d", 1+r.rng.IntN(2))
+			}
+			r.kill(victim)
+			r.kills[victim]++
 			time.Sleep(time.Duration(r.rng.IntN(500)) * time.Millisecond)
-			r.start()
+			r.start(victim)
 		case "outage":
 			d := time.Second + time.Duration(r.rng.Int64N(int64(max(1, r.cfg.maxOutage-time.Second+1))))
 			outages.Wait() // one outage at a time
@@ -257,7 +299,7 @@ func (r *chaosRun) run(backend string) {
 			success++
 		} else {
 			failure++
-			reasons[failureReason(st)]++
+			reasons[r.failureReason(c.id, st)]++
 		}
 		if !c.koji {
 			if ok {
@@ -294,7 +336,9 @@ func (r *chaosRun) run(backend string) {
 			t.Errorf("compose %s failed; hub build state %d, reservation %q; want failed and refunded", c.id, b.State, reservation)
 		}
 	}
-	r.stop()
+	for name := range r.procs {
+		r.stop(name)
+	}
 	// No process of a killed service outlived it.
 	time.Sleep(time.Second)
 	if left := processesWith(r.token); len(left) > 0 {
@@ -303,14 +347,15 @@ func (r *chaosRun) run(backend string) {
 	if success == 0 {
 		t.Errorf("no compose succeeded: the run shows nothing (seed %d)", r.cfg.seed)
 	}
-	t.Logf("chaos %s seed %d: composes %d (koji %d), kills %d, outages %d, cuts %d; final: success %d, failure %d; koji imported %d, refunded %d, never reserved %d; plain artifacts checked %d; duplicates: 0 of %d builds; failures by reason %v",
-		backend, r.cfg.seed, len(composes), (len(composes)+1)/2, r.cfg.kills, r.cfg.outages, r.cfg.cuts, success, failure, imported, refunded, notReserved, plainChecked, len(buildOf), reasons)
+	t.Logf("chaos %s remote-workers=%v seed %d: composes %d (koji %d), kills %v, outages %d, cuts %d; final: success %d, failure %d; koji imported %d, refunded %d, never reserved %d; plain artifacts checked %d; duplicates: 0 of %d builds; failures by reason %v",
+		backend, r.remote, r.cfg.seed, len(composes), (len(composes)+1)/2, r.kills, r.cfg.outages, r.cfg.cuts, success, failure, imported, refunded, notReserved, plainChecked, len(buildOf), reasons)
 }
 
-func (r *chaosRun) start() {
+func (r *chaosRun) start(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cmd := exec.Command(r.bin, r.args...)
+	p := r.procs[name]
+	cmd := exec.Command(r.bin, p.args...)
 	cmd.Env = append(os.Environ(), "KIB_CHAOS_TOKEN="+r.token)
 	// kib itself gets no PID namespace: the test checks that kib's own
 	// children die with it. Pdeathsig only spares the machine a kib that
@@ -325,42 +370,46 @@ func (r *chaosRun) start() {
 		r.t.Fatal(err)
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.Contains(line, "listening on") {
+	if err != nil || !strings.HasPrefix(line, "kib ") {
 		cmd.Process.Kill()
 		cmd.Wait()
-		r.t.Fatalf("kib serve did not start: %q, %v", line, err)
+		r.t.Fatalf("%s did not start: %q, %v", name, line, err)
 	}
 	go io.Copy(io.Discard, out)
-	r.serve = cmd
-	r.serveErr = make(chan error, 1)
-	go func() { r.serveErr <- cmd.Wait() }()
+	p.cmd, p.errc = cmd, make(chan error, 1)
+	go func() { p.errc <- cmd.Wait() }()
 }
 
-// kill SIGKILLs the service (only kib, not its process group).
-func (r *chaosRun) kill() {
+// kill SIGKILLs one kib process (only kib, not its process group).
+func (r *chaosRun) kill(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.serve == nil {
+	p := r.procs[name]
+	if p.cmd == nil {
 		return
 	}
-	r.serve.Process.Signal(syscall.SIGKILL)
-	<-r.serveErr
-	r.serve = nil
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.errc
+	p.cmd = nil
 }
 
-// stop ends the service as an operator would.
-func (r *chaosRun) stop() {
+// stop ends a kib process as an operator would.
+func (r *chaosRun) stop(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.serve.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.serveErr:
-	case <-time.After(40 * time.Second):
-		r.t.Error("kib serve did not stop within 40s of SIGTERM")
-		r.serve.Process.Kill()
-		<-r.serveErr
+	p := r.procs[name]
+	if p.cmd == nil {
+		return
 	}
-	r.serve = nil
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.errc:
+	case <-time.After(40 * time.Second):
+		r.t.Errorf("%s did not stop within 40s of SIGTERM", name)
+		p.cmd.Process.Kill()
+		<-p.errc
+	}
+	p.cmd = nil
 }
 
 // do sends an API request, retrying while the service restarts.
@@ -443,11 +492,19 @@ func (r *chaosRun) checkDownload(id string, want [32]byte) {
 
 // failureReason is the first image error of a failed compose, for the
 // figures.
-func failureReason(st map[string]any) string {
+func (r *chaosRun) failureReason(id string, st map[string]any) string {
 	is, _ := st["image_status"].(map[string]any)
 	e, _ := is["error"].(map[string]any)
 	if e == nil {
-		return "no image error"
+		// The images were built; koji-finalize failed.
+		logs := r.getJSON("/api/image-builder-composer/v2/composes/" + id + "/logs")
+		k, _ := logs["koji"].(map[string]any)
+		imp, _ := k["import"].(map[string]any)
+		e, _ = imp["job_error"].(map[string]any)
+		if e == nil {
+			return "no error recorded"
+		}
+		return fmt.Sprintf("koji-finalize: %v: %.200v", e["reason"], e["details"])
 	}
 	reason := fmt.Sprint(e["reason"])
 	if d, ok := e["details"].([]any); ok && len(d) > 0 {

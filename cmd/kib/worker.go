@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/jobs"
 	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/worker"
 )
@@ -109,9 +110,13 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
+	var builder jobs.Builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir}
+	if tb := testBuilder(); tb != nil {
+		builder = tb
+	}
 	w := &worker.Remote{
 		Server: o.server, HTTP: &http.Client{Transport: tr}, Arch: o.arch, WorkDir: work, Heartbeat: o.heartbeat,
-		Builder: &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir}, Log: log,
+		Builder: builder, Log: log,
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "kib worker: taking %s builds from %s\n", o.arch, o.server)
 	return w.Run(ctx)
