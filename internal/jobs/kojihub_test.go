@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,49 @@ func TestKojiHubSettlesOnce(t *testing.T) {
 	err = kh.Refund(ctx, &jobs.KojiRefundArgs{Server: hub.URL, BuildID: res2.BuildID, Token: res2.Token})
 	if !errors.Is(err, jobs.ErrNotRefundable) {
 		t.Errorf("refund of a complete build: %v, want ErrNotRefundable", err)
+	}
+}
+
+// TestFinalizeRunsAgainAfterShutdown stops the service while koji-finalize
+// waits for CGImport, after the uploads: the next start imports the build
+// (the files are uploaded again, into a fresh directory).
+func TestFinalizeRunsAgainAfterShutdown(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	hub.AddUser("kib", "pw")
+	hub.AddContentGenerator("kib", "kib")
+	ctx := context.Background()
+	dsn, dir := jobstest.Database(t, "sqlite"), t.TempDir()
+	cfg := jobs.Config{Database: dsn, StateDir: dir, Workers: 2, Builder: &jobstest.Builder{},
+		Koji: &jobs.KojiHub{Server: hub.URL, Connect: hub.Connector("kib", "pw")}, RetryDelay: 10 * time.Millisecond}
+	hub.Inject(kojitest.Injection{Method: "CGImport", Delay: time.Minute})
+	q, err := jobs.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := kojiCompose("x86_64")
+	c.Koji.Server = hub.URL
+	id, err := q.Submit(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Contains(hub.Calls(), "CGImport") {
+		if time.Now().After(deadline) {
+			t.Fatalf("CGImport not called; hub calls %v", hub.Calls())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	q.Stop(sctx)
+	cancel()
+	q.Close()
+	q = jobstest.StartQueue(t, cfg)
+	st := waitFinal(t, q, "", id)
+	if st.Status != jobs.StatusSuccess || st.KojiReservation != jobs.KojiImported {
+		cj, _ := q.Get(ctx, "", id)
+		t.Fatalf("status %s, reservation %q; want success, imported; finalize result %s", st.Status, st.KojiReservation, cj.Finalize.Result)
 	}
 }

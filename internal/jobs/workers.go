@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 )
 
@@ -417,7 +418,11 @@ func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*s
 	var failed []*JobError
 	fin := &KojiFinalizeArgs{
 		Server: a.Koji.Server, Name: a.Koji.Name, Version: a.Koji.Version, Release: a.Koji.Release,
-		TaskID: a.Koji.TaskID, BuildID: ir.BuildID, Token: ir.Token, Directory: a.Directory,
+		TaskID: a.Koji.TaskID, BuildID: ir.BuildID, Token: ir.Token,
+		// Each attempt uploads into its own directory: the hub refuses
+		// to write over a file an interrupted attempt left behind
+		// ("upload path exists").
+		Directory: a.Directory + "-" + uuid.NewString()[:8],
 		StartTime: time.Unix(a.StartTime, 0).UTC(), EndTime: time.Now().UTC(),
 	}
 	for i, b := range c.Builds {
