@@ -174,7 +174,7 @@ func (r *chaosRun) run(backend string) {
 	r.token = fmt.Sprintf("kibchaos-%d-%d", os.Getpid(), r.rng.Uint32())
 	serve := []string{"serve", "--listen", r.addr, "--state-dir", filepath.Join(dir, "state"), "--workers", "2",
 		"--database", jobstest.Database(t, backend), "--koji-server", r.kojiURL, "--koji-user", "kib", "--koji-password-file", pw,
-		"--job-heartbeat-timeout", "2s", "--log-level", "info"}
+		"--job-heartbeat-timeout", "4s", "--log-level", "info"}
 	r.procs = map[string]*chaosProc{"serve": {args: serve}}
 	r.kills = map[string]int{}
 	if r.remote {
@@ -273,23 +273,40 @@ func (r *chaosRun) run(backend string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Refunds owed are retried until none is left.
-	for r.metric("kib_koji_unrefunded_reservations") != 0 {
+	for {
+		owed := 0
+		for _, c := range composes {
+			if !c.koji {
+				continue
+			}
+			final[c.id] = r.getJSON("/api/image-builder-composer/v2/composes/" + c.id)
+			if ks, _ := final[c.id]["koji_status"].(map[string]any); ks["reservation"] == "refund-owed" {
+				owed++
+			}
+		}
+		if owed == 0 {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Koji reservations left unrefunded (seed %d)", r.cfg.seed)
+			t.Fatalf("%d Koji reservations left unrefunded (seed %d)", owed, r.cfg.seed)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	stuck := 0
 	for _, c := range composes {
-		if c.koji {
-			final[c.id] = r.getJSON("/api/image-builder-composer/v2/composes/" + c.id)
+		if ks, _ := final[c.id]["koji_status"].(map[string]any); ks["reservation"] == "refund-stuck" {
+			stuck++
 		}
+	}
+	if m := r.metric("kib_koji_unrefunded_reservations"); int(m) != stuck {
+		t.Errorf("kib_koji_unrefunded_reservations = %v, want %d (the composes reporting refund-stuck)", m, stuck)
 	}
 
 	// Settlement on the hub: a successful Koji compose is one complete
 	// build; a failed one left a failed (refunded) build or none.
 	want := sha256.Sum256([]byte("image x86_64"))
 	reader, _ := koji.New(r.hub.URL, koji.Options{})
-	var success, failure, imported, refunded, notReserved, plainChecked int
+	var success, failure, imported, refunded, notReserved, lost, plainChecked int
 	buildOf := map[int64]string{}
 	reasons := map[string]int{}
 	for _, c := range composes {
@@ -330,6 +347,10 @@ func (r *chaosRun) run(backend string) {
 			}
 		case b == nil:
 			notReserved++
+		case b.State == koji.BuildBuilding && reservation == "refund-stuck":
+			// A kill between CGInitBuild and storing its answer: kib has
+			// no token, and says so in the status and the metric.
+			lost++
 		case b.State == koji.BuildFailed && reservation == "refunded":
 			refunded++
 		default:
@@ -347,8 +368,8 @@ func (r *chaosRun) run(backend string) {
 	if success == 0 {
 		t.Errorf("no compose succeeded: the run shows nothing (seed %d)", r.cfg.seed)
 	}
-	t.Logf("chaos %s remote-workers=%v seed %d: composes %d (koji %d), kills %v, outages %d, cuts %d; final: success %d, failure %d; koji imported %d, refunded %d, never reserved %d; plain artifacts checked %d; duplicates: 0 of %d builds; failures by reason %v",
-		backend, r.remote, r.cfg.seed, len(composes), (len(composes)+1)/2, r.kills, r.cfg.outages, r.cfg.cuts, success, failure, imported, refunded, notReserved, plainChecked, len(buildOf), reasons)
+	t.Logf("chaos %s remote-workers=%v seed %d: composes %d (koji %d), kills %v, outages %d, cuts %d; final: success %d, failure %d; koji imported %d, refunded %d, never reserved %d, lost with a killed process (reported refund-stuck) %d; plain artifacts checked %d; duplicates: 0 of %d builds; failures by reason %v",
+		backend, r.remote, r.cfg.seed, len(composes), (len(composes)+1)/2, r.kills, r.cfg.outages, r.cfg.cuts, success, failure, imported, refunded, notReserved, lost, plainChecked, len(buildOf), reasons)
 }
 
 func (r *chaosRun) start(name string) {
@@ -509,7 +530,7 @@ func (r *chaosRun) failureReason(id string, st map[string]any) string {
 	reason := fmt.Sprint(e["reason"])
 	if d, ok := e["details"].([]any); ok && len(d) > 0 {
 		if m, ok := d[0].(map[string]any); ok {
-			reason += ": " + fmt.Sprint(m["reason"])
+			reason += fmt.Sprintf(": %v: %.300v", m["reason"], m["details"])
 		}
 	}
 	return reason

@@ -21,8 +21,9 @@ const (
 	// KojiRefundOwed: the compose ended without an import and the refund
 	// has not succeeded yet; the reconciler retries it with backoff.
 	KojiRefundOwed = "refund-owed"
-	// KojiRefundStuck: the hub refuses the refund for good (ErrNotRefundable);
-	// an operator has to look at the build.
+	// KojiRefundStuck: the hub refuses the refund for good (ErrNotRefundable),
+	// or a CGInitBuild answer was lost with its process, so kib holds no
+	// token for the reservation; an operator has to look at the build.
 	KojiRefundStuck = "refund-stuck"
 )
 

@@ -295,3 +295,34 @@ func TestSchemaUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestLostReservationReported: a koji-init attempt that called CGInitBuild
+// and died before storing the answer leaves kib without the token; the
+// next attempt, refused by the hub, reports the reservation as stuck
+// instead of ending the compose as if nothing were reserved.
+func TestLostReservationReported(t *testing.T) {
+	for _, backend := range jobstest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			dsn, dir := jobstest.Database(t, backend), t.TempDir()
+			q := jobstest.StartQueue(t, jobs.Config{Database: dsn, StateDir: dir})
+			id, err := q.Submit(ctx, kojiCompose("x86_64"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := rawDB(t, backend, dsn, dir)
+			if _, err := db.ExecContext(ctx, `UPDATE kib_job SET result = '{"reserving":true}', attempts = 1 WHERE kind = 'koji-init'`); err != nil {
+				t.Fatal(err)
+			}
+			koji := &jobstest.KojiRecorder{FailInit: true}
+			w := jobstest.StartQueue(t, fastConfig(dsn, dir, &jobstest.Builder{}, koji))
+			st := waitFinal(t, w, "", id)
+			if st.Status != jobs.StatusFailure || st.KojiReservation != jobs.KojiRefundStuck || !strings.Contains(st.KojiRefundError, "answer was lost") {
+				t.Errorf("status %s, reservation %q (%s); want failure, refund-stuck", st.Status, st.KojiReservation, st.KojiRefundError)
+			}
+			if n, err := w.Unrefunded(ctx); err != nil || n != 1 {
+				t.Errorf("Unrefunded = %d, %v; want 1", n, err)
+			}
+		})
+	}
+}

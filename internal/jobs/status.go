@@ -37,6 +37,8 @@ type InitResult struct {
 	Token     string    `json:"token"`
 	KojiError string    `json:"koji_error"`
 	JobError  *JobError `json:"job_error,omitempty"`
+	// Reserving marks a CGInitBuild call whose answer is not stored yet.
+	Reserving bool `json:"reserving,omitempty"`
 }
 
 // PublicInitResult returns a koji-init result as clients may see it: the

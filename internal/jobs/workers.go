@@ -257,22 +257,45 @@ func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepO
 	}
 	// A reservation stored by an earlier attempt is reused: a retry must not
 	// reserve a second build.
+	var earlier InitResult
 	if len(j.Result) > 0 {
-		var r InitResult
-		if json.Unmarshal(j.Result, &r) == nil && r.BuildID != 0 {
-			q.log.Info("reusing Koji reservation of an earlier attempt", "job", j.ID, "build_id", r.BuildID)
-			return &stepOutput{Result: r}, nil
+		if json.Unmarshal(j.Result, &earlier) == nil && earlier.BuildID != 0 {
+			q.log.Info("reusing Koji reservation of an earlier attempt", "job", j.ID, "build_id", earlier.BuildID)
+			return &stepOutput{Result: earlier}, nil
 		}
 	}
 	if q.cfg.Koji == nil {
 		return &stepOutput{Result: InitResult{JobError: &JobError{ID: ErrIDInvalidConfig, Reason: "this service has no Koji configured"}}}, nil
+	}
+	// Mark the call, so that a later attempt knows whether a reservation
+	// may have been made whose answer never got stored.
+	if _, err := q.db.ExecContext(ctx, `UPDATE kib_job SET result = $1 WHERE id = $2 AND result IS NULL`, `{"reserving":true}`, j.ID); err != nil {
+		return nil, fmt.Errorf("marking the Koji reservation: %w", err)
 	}
 	res, err := q.cfg.Koji.Init(ctx, &KojiInitArgs{Server: a.Koji.Server, Name: a.Koji.Name, Version: a.Koji.Version, Release: a.Koji.Release})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		return &stepOutput{Result: InitResult{JobError: &JobError{ID: ErrIDKojiInit, Reason: "Koji init error", Details: err.Error()}}}, nil
+		// An attempt running beside this one (its process was presumed
+		// dead) may have stored the reservation meanwhile.
+		if cur, gerr := getJob(ctx, q.db, j.ID); gerr == nil && len(cur.Result) > 0 {
+			var r InitResult
+			if json.Unmarshal(cur.Result, &r) == nil && r.BuildID != 0 {
+				return &stepOutput{Result: r}, nil
+			}
+		}
+		out := &stepOutput{Result: InitResult{JobError: &JobError{ID: ErrIDKojiInit, Reason: "Koji init error", Details: err.Error()}}}
+		if earlier.Reserving {
+			// An earlier attempt called CGInitBuild and died before storing
+			// the answer: the hub may hold a reservation kib has no token
+			// for. Say so where operators look.
+			msg := fmt.Sprintf("an earlier attempt's CGInitBuild answer was lost (its process died); if the hub reserved %s-%s-%s, it stays BUILDING until an administrator cancels it: %v",
+				a.Koji.Name, a.Koji.Version, a.Koji.Release, err)
+			q.log.Error("Koji reservation possibly lost", "job", j.ID, "err", msg)
+			out.Koji = &kojiSettlement{State: KojiRefundStuck, Err: msg}
+		}
+		return out, nil
 	}
 	r := InitResult{BuildID: res.BuildID, Token: res.Token}
 	b, _ := json.Marshal(r)
