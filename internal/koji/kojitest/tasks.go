@@ -860,3 +860,46 @@ func (c *call) nextReleaseFor(name, version string) (string, error) {
 	}
 	return nextRelease(last.release, 1)
 }
+
+func init() {
+	methods["getTaskChildren"] = (*call).getTaskChildren
+	methods["getHost"] = (*call).getHost
+	methods["imageBuilderBuild"] = (*call).imageBuilderBuild
+	hostMethods["tagNotification"] = func(c *call) (any, error) {
+		if _, err := c.h.verifyHost(c.sess); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+}
+
+// getTaskChildren is getTaskChildren(task_id, request=False, strict=False).
+func (c *call) getTaskChildren() (any, error) {
+	t, err := c.taskArg(0)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, ch := range c.h.children(t.id, nil) {
+		out = append(out, c.h.taskInfo(ch, c.opt(1, "request") == true))
+	}
+	return out, nil
+}
+
+// getHost is getHost(hostInfo, strict=False, event=None) by id or name.
+func (c *call) getHost() (any, error) {
+	if err := c.arity(1, 3); err != nil {
+		return nil, err
+	}
+	for _, ho := range c.h.hosts {
+		if id, ok := c.args[0].(int64); (ok && int(id) == ho.id) || c.args[0] == ho.user.Name {
+			return map[string]any{"id": ho.id, "user_id": ho.user.ID, "name": ho.user.Name, "arches": strings.Join(ho.arches, " "),
+				"capacity": ho.capacity, "enabled": true, "ready": ho.ready, "task_load": ho.taskLoad,
+				"update_ts": float64(ho.updated.UnixNano()) / 1e9}, nil
+		}
+	}
+	if c.opt(1, "strict") == true {
+		return nil, errNoSuch("host", c.args[0])
+	}
+	return nil, nil
+}
