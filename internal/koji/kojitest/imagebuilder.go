@@ -193,3 +193,67 @@ func (h *Hub) TaskIDs(method string) []int {
 	}
 	return out
 }
+
+// listBuilds supports the filters taskID and state.
+func (c *call) listBuilds() (any, error) {
+	var taskID, state *int
+	for k, dst := range map[string]**int{"taskID": &taskID, "state": &state} {
+		if v, ok := c.kw[k]; ok && v != nil {
+			n, err := toInt(v, k)
+			if err != nil {
+				return nil, err
+			}
+			*dst = &n
+		}
+	}
+	ids := make([]int, 0, len(c.h.builds))
+	for id := range c.h.builds {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	out := []any{}
+	for _, id := range ids {
+		b := c.h.builds[id]
+		if (taskID != nil && b.taskID != *taskID) || (state != nil && b.state != *state) {
+			continue
+		}
+		out = append(out, c.h.buildInfo(b))
+	}
+	return out, nil
+}
+
+// listRPMs supports imageID: the components of an image archive.
+func (c *call) listRPMs() (any, error) {
+	v, ok := c.kw["imageID"]
+	if !ok {
+		v = c.opt(2, "imageID")
+	}
+	id, err := toInt(v, "imageID")
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, r := range c.h.imageRPMs[id] {
+		m := map[string]any{"external_repo_name": r["location"], "build_id": nil}
+		for k, v := range r {
+			if k != "location" {
+				m[k] = v
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// ImageComponents returns the rpmlist entries linked to the archive named
+// filename.
+func (h *Hub) ImageComponents(filename string) []map[string]any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, a := range h.archives {
+		if a.filename == filename {
+			return h.imageRPMs[a.id]
+		}
+	}
+	return nil
+}
