@@ -60,6 +60,8 @@ type Daemon struct {
 	done    chan int64
 	hostID  int64
 	ready   bool
+	// readyKnown is set once readiness was logged.
+	readyKnown bool
 }
 
 type running struct {
@@ -294,7 +296,8 @@ func (d *Daemon) getNextTask(ctx context.Context, wg *sync.WaitGroup) (bool, err
 	if err != nil {
 		return false, err
 	}
-	if ready != d.ready {
+	if ready != d.ready || !d.readyKnown {
+		d.readyKnown = true
 		if ready {
 			d.log().Info("kojid: ready for tasks")
 		} else {

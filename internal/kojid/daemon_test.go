@@ -25,16 +25,28 @@ import (
 // build-info per type, without running the engine; the fault tests use it.
 // fail, if set, decides whether a request fails.
 type fastBuilder struct {
-	fail  func(req BuildRequest) error
-	delay time.Duration
-	mu    sync.Mutex
-	calls int
+	fail    func(req BuildRequest) error
+	delay   time.Duration
+	onStart func()
+	// bigImage, if set, is the size of the image written.
+	bigImage int
+	mu       sync.Mutex
+	calls    int
+}
+
+func (b *fastBuilder) Calls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
 }
 
 func (b *fastBuilder) Build(ctx context.Context, req BuildRequest) ([]BuiltImage, error) {
 	b.mu.Lock()
 	b.calls++
 	b.mu.Unlock()
+	if b.onStart != nil {
+		b.onStart()
+	}
 	fmt.Fprintf(req.ToolLog, "fast build of %v for %s\n", req.Types, req.Arch)
 	if b.delay > 0 {
 		select {
@@ -56,6 +68,9 @@ func (b *fastBuilder) Build(ctx context.Context, req BuildRequest) ([]BuiltImage
 		}
 		img := filepath.Join(dir, "root.tar.xz")
 		data := []byte(fmt.Sprintf("image %s %s %v", typ, req.Arch, req.Repos))
+		if b.bigImage > 0 {
+			data = make([]byte, b.bigImage)
+		}
 		if err := os.WriteFile(img, data, 0o644); err != nil {
 			return nil, err
 		}
@@ -97,7 +112,8 @@ func newEnv(t *testing.T) *testEnv {
 
 type daemonHandle struct {
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run returned
+	err    error
 	d      *Daemon
 }
 
@@ -105,9 +121,9 @@ func (dh *daemonHandle) stop(t *testing.T) {
 	t.Helper()
 	dh.cancel()
 	select {
-	case err := <-dh.done:
-		if err != nil {
-			t.Errorf("daemon: %v", err)
+	case <-dh.done:
+		if dh.err != nil {
+			t.Errorf("daemon: %v", dh.err)
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("daemon did not stop")
@@ -126,11 +142,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // startHost enrolls a host and runs a daemon for it until the test ends.
-func (e *testEnv) startHost(t *testing.T, name string, arches []string, b Builder, enroll bool) *daemonHandle {
+func (e *testEnv) startHost(t *testing.T, name string, arches []string, b Builder) *daemonHandle {
 	t.Helper()
-	if enroll {
-		e.hub.AddHost(name, "pw-"+name, arches, "image", "default")
-	}
+	return e.startHostIn(t, name, arches, b, t.TempDir(), -1)
+}
+
+// startHostIn enrolls a host and runs its daemon with a work dir and
+// minimum free space.
+func (e *testEnv) startHostIn(t *testing.T, name string, arches []string, b Builder, workDir string, minSpace int64) *daemonHandle {
+	t.Helper()
+	e.hub.AddHost(name, "pw-"+name, arches, "image", "default")
 	c, err := e.hub.Connector(name, "pw-"+name)(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -143,19 +164,19 @@ func (e *testEnv) startHost(t *testing.T, name string, arches []string, b Builde
 			"tagBuild":              TagBuild{},
 		},
 		Log:      testLogger(t).With("host", name),
-		WorkDir:  t.TempDir(),
+		WorkDir:  workDir,
 		Interval: 100 * time.Millisecond,
 		WaitPoll: 200 * time.Millisecond,
-		MinSpace: -1,
+		MinSpace: minSpace,
 		MaxLoad:  -1,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	dh := &daemonHandle{cancel: cancel, done: make(chan error, 1), d: d}
-	go func() { dh.done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-dh.done
-	})
+	dh := &daemonHandle{cancel: cancel, done: make(chan struct{}), d: d}
+	go func() {
+		dh.err = d.Run(ctx)
+		close(dh.done)
+	}()
+	t.Cleanup(func() { dh.stop(t) })
 	return dh
 }
 
@@ -194,8 +215,8 @@ func opts(kv ...any) map[string]any {
 func TestImageBuilderBuildTwoHosts(t *testing.T) {
 	e := newEnv(t)
 	b := &fastBuilder{delay: 300 * time.Millisecond}
-	e.startHost(t, "builder1", []string{"x86_64"}, b, true)
-	e.startHost(t, "builder2", []string{"x86_64", "aarch64"}, b, true)
+	e.startHost(t, "builder1", []string{"x86_64"}, b)
+	e.startHost(t, "builder2", []string{"x86_64", "aarch64"}, b)
 	id := e.submit(t, "debian-12", []any{"x86_64", "aarch64"}, []any{"tar"}, "debian-base", "12",
 		opts("repos", []any{"http://deb.example/debian bookworm main"}))
 	tasks, err := e.watch(t, id)
@@ -271,7 +292,7 @@ func TestImageBuilderBuildTwoHosts(t *testing.T) {
 func TestImageBuilderBuildScratchAndSkipTag(t *testing.T) {
 	e := newEnv(t)
 	b := &fastBuilder{}
-	e.startHost(t, "builder1", []string{"x86_64"}, b, true)
+	e.startHost(t, "builder1", []string{"x86_64"}, b)
 
 	id := e.submit(t, "debian-12", []any{"x86_64"}, []any{"tar"}, "scratchy", "1", opts("scratch", true, "repos", []any{"http://x/debian"}))
 	tasks, err := e.watch(t, id)
@@ -344,7 +365,7 @@ func TestImageBuilderBuildBadArguments(t *testing.T) {
 // unknown target, an arch the build tag lacks, ostree options, and no repos.
 func TestImageBuilderBuildTaskFailures(t *testing.T) {
 	e := newEnv(t)
-	e.startHost(t, "builder1", []string{"x86_64"}, &EngineBuilder{Store: nil}, true)
+	e.startHost(t, "builder1", []string{"x86_64"}, &EngineBuilder{Store: nil})
 	cases := []struct {
 		name string
 		args []any
@@ -370,7 +391,7 @@ func TestImageBuilderBuildTaskFailures(t *testing.T) {
 
 func TestRefusesUnknownMethods(t *testing.T) {
 	e := newEnv(t)
-	e.startHost(t, "builder1", []string{"x86_64"}, &fastBuilder{}, true)
+	e.startHost(t, "builder1", []string{"x86_64"}, &fastBuilder{})
 	id := e.hub.MakeTask("alice", "createrepo", []any{int64(1)}, "image", "noarch")
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
