@@ -59,3 +59,4 @@ bench: deps kib
 	bench/qcow2.sh
 	bench/koji-upload.sh
 	bench/compose.sh
+	bench/kojid.sh

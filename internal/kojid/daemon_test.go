@@ -94,7 +94,7 @@ type testEnv struct {
 	user *koji.Client
 }
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	h := kojitest.New(t, kojitest.Options{})
 	h.AddUser("alice", "secret", "image")
