@@ -63,7 +63,7 @@ it when it starts again.`,
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory for kib's caches (apt metadata)")
 	f.StringVar(&o.definitions, "definitions", "", "directory of distro definitions that override the built-in ones")
 	f.StringVar(&o.distro, "distro", "debian-12", "distro built when a task names none (opts.distro)")
-	f.DurationVar(&o.interval, "interval", 5*time.Second, "pause between polls of the hub when idle (kojid's sleeptime)")
+	f.DurationVar(&o.interval, "interval", time.Second, "pause between polls of the hub when idle (kojid's sleeptime; each poll is four small calls)")
 	f.DurationVar(&o.waitPoll, "wait-poll", 30*time.Second, "how often a task waiting for subtasks polls without an alert from the hub")
 	f.IntVar(&o.maxJobs, "max-jobs", 10, "most tasks run at once")
 	f.StringVar(&o.minSpace, "min-space", "8GiB", "free space the work dir needs for the host to take tasks (0 disables)")
