@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzBuildArgs -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh

@@ -185,39 +185,59 @@ func tagArches(t *koji.Tag) []string {
 	return strings.Fields(*t.Arches)
 }
 
-// Handle runs the task.
-func (h ImageBuilderBuild) Handle(ctx context.Context, t *Task) (any, error) {
-	p := params{t}
-	if len(t.Params) < 5 {
-		return nil, paramErr("imageBuilderBuild takes 5 or 6 arguments, %d given", len(t.Params))
+// BuildArgs are the arguments of an imageBuilderBuild task.
+type BuildArgs struct {
+	Target        string
+	Arches, Types []string
+	Name, Version string
+	Opts          *BuildOpts
+}
+
+// ParseBuildArgs reads imageBuilderBuild's arguments (target, arches,
+// types, name, version, opts=None); a bad one is a ParameterError naming it.
+func ParseBuildArgs(args []any, kw map[string]any) (*BuildArgs, error) {
+	if len(args) < 5 {
+		return nil, paramErr("imageBuilderBuild takes 5 or 6 arguments, %d given", len(args))
 	}
-	target, err := strArg(t.Params[0], "target")
-	if err != nil {
+	var a BuildArgs
+	var err error
+	if a.Target, err = strArg(args[0], "target"); err != nil {
 		return nil, err
 	}
-	arches, err := strListArg(t.Params[1], "arches")
-	if err != nil {
+	if a.Arches, err = strListArg(args[1], "arches"); err != nil {
 		return nil, err
 	}
-	types, err := strListArg(t.Params[2], "types")
-	if err != nil {
+	if a.Types, err = strListArg(args[2], "types"); err != nil {
 		return nil, err
 	}
-	if len(types) == 0 {
+	if len(a.Types) == 0 {
 		return nil, paramErr("types: at least one image type is required")
 	}
-	name, err := strArg(t.Params[3], "name")
+	if a.Name, err = strArg(args[3], "name"); err != nil {
+		return nil, err
+	}
+	if a.Version, err = strArg(args[4], "version"); err != nil {
+		return nil, err
+	}
+	var o any
+	if len(args) > 5 {
+		o = args[5]
+	} else {
+		o = kw["opts"]
+	}
+	if a.Opts, err = ParseBuildOpts(o); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Handle runs the task.
+func (h ImageBuilderBuild) Handle(ctx context.Context, t *Task) (any, error) {
+	a, err := ParseBuildArgs(t.Params, t.Kwargs)
 	if err != nil {
 		return nil, err
 	}
-	version, err := strArg(t.Params[4], "version")
-	if err != nil {
-		return nil, err
-	}
-	opts, err := ParseBuildOpts(p.opt(5, "opts"))
-	if err != nil {
-		return nil, err
-	}
+	target, arches, types, name, version, opts := a.Target, a.Arches, a.Types, a.Name, a.Version, a.Opts
 
 	hub := t.Hub
 	tinfo, err := hub.GetBuildTarget(ctx, target)
