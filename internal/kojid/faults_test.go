@@ -246,3 +246,93 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("task state %d on a host without space", st)
 	}
 }
+
+// TestShutdownFreesTasks: on SIGTERM (ctx canceled) the daemon stops its
+// build, hands its tasks back, reports itself not ready and logs out; a
+// second host then completes the task with the same image build.
+func TestShutdownFreesTasks(t *testing.T) {
+	e := newEnv(t)
+	started := make(chan struct{}, 1)
+	slow := &fastBuilder{delay: time.Hour, onStart: func() { started <- struct{}{} }}
+	dh := e.startHost(t, "builder1", []string{"x86_64"}, slow)
+	id := e.submit(t, "debian-12", []any{"x86_64"}, []any{"tar"}, "graceful", "1", opts("repos", []any{"http://x/debian"}))
+	<-started
+	// While the build runs, the host keeps checking in.
+	n := countCalls(e.hub.Calls(), "host.updateHost")
+	waitFor(t, "check-ins during the build", 10*time.Second, func() bool { return countCalls(e.hub.Calls(), "host.updateHost") >= n+3 })
+	dh.stop(t)
+	if held := e.hub.HostTasks("builder1"); len(held) != 0 {
+		t.Fatalf("builder1 still holds %v after shutdown", held)
+	}
+	if e.hub.HostReady("builder1") {
+		t.Error("builder1 is still ready after shutdown")
+	}
+	if st := e.hub.TaskState(int(id)); st != kojitest.TaskFree {
+		t.Errorf("task state %d after shutdown, want free", st)
+	}
+	e.startHost(t, "builder2", []string{"x86_64"}, &fastBuilder{})
+	if _, err := e.watch(t, id); err != nil {
+		t.Fatal(err)
+	}
+	var builds []koji.Build
+	if err := e.user.CallInto(context.Background(), &builds, "listBuilds", koji.Kwargs{"taskID": id}); err != nil {
+		t.Fatal(err)
+	}
+	if len(builds) != 1 || builds[0].State != koji.BuildComplete {
+		t.Fatalf("builds %+v", builds)
+	}
+}
+
+// TestRestartAfterCrash: a host that crashed and starts again frees the
+// tasks the hub still gives it (it no longer runs them), and then runs
+// them anew.
+func TestRestartAfterCrash(t *testing.T) {
+	e := newEnv(t)
+	started := make(chan struct{}, 1)
+	e.hub.AddHost("builder1", "pw-builder1", []string{"x86_64"}, "image", "default")
+	tr := &severable{}
+	c, err := koji.New(e.hub.URL, koji.Options{HTTPClient: &http.Client{Transport: tr}, Retry: koji.RetryPolicy{MaxRetries: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(context.Background(), "builder1", "pw-builder1"); err != nil {
+		t.Fatal(err)
+	}
+	slow := &fastBuilder{delay: time.Hour, onStart: func() { started <- struct{}{} }}
+	d1 := &Daemon{Hub: c, Handlers: map[string]Handler{
+		"imageBuilderBuild": ImageBuilderBuild{}, "imageBuilderBuildArch": ImageBuilderBuildArch{Builder: slow}, "tagBuild": TagBuild{}},
+		WorkDir: t.TempDir(), Interval: 100 * time.Millisecond, WaitPoll: 200 * time.Millisecond, MinSpace: -1, MaxLoad: -1}
+	ctx1, kill := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() { done1 <- d1.Run(ctx1) }()
+	id := e.submit(t, "debian-12", []any{"x86_64"}, []any{"tar"}, "lazarus", "1", opts("repos", []any{"http://x/debian"}))
+	<-started
+	tr.cut.Store(true)
+	kill()
+	<-done1
+	if held := e.hub.HostTasks("builder1"); len(held) != 2 {
+		t.Fatalf("held %v", held)
+	}
+	// The same host comes back (new process, new session).
+	c2, err := e.hub.Connector("builder1", "pw-builder1")(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2 := &Daemon{Hub: c2, Handlers: map[string]Handler{
+		"imageBuilderBuild": ImageBuilderBuild{}, "imageBuilderBuildArch": ImageBuilderBuildArch{Builder: &fastBuilder{}}, "tagBuild": TagBuild{}},
+		Log: testLogger(t), WorkDir: t.TempDir(), Interval: 100 * time.Millisecond, WaitPoll: 200 * time.Millisecond, MinSpace: -1, MaxLoad: -1}
+	ctx2, stop2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() { done2 <- d2.Run(ctx2) }()
+	defer func() { stop2(); <-done2 }()
+	if _, err := e.watch(t, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := countCalls(e.hub.Calls(), "host.freeTasks"); n < 1 {
+		t.Errorf("the restarted host freed nothing")
+	}
+	var builds []koji.Build
+	if err := e.user.CallInto(context.Background(), &builds, "listBuilds", koji.Kwargs{"taskID": id}); err != nil || len(builds) != 1 || builds[0].State != koji.BuildComplete {
+		t.Fatalf("builds %+v %v", builds, err)
+	}
+}
