@@ -271,6 +271,9 @@ func init() {
 			return nil, nil
 		},
 		"getTasks": func(c *call, ho *host) (any, error) {
+			// Other hosts' calls run the real scheduler's checks too; here
+			// every getTasks applies the timeouts.
+			c.h.checkTimeouts()
 			out := c.h.assigned(ho)
 			if len(out) == 0 {
 				c.h.schedule()
