@@ -214,3 +214,21 @@ func TestKojiImageBuilderBuildBadInput(t *testing.T) {
 		t.Errorf("watch-task x: %v %s", err, out)
 	}
 }
+
+// TestKojidConfigExample: every key of the [kojid] table in the shipped
+// example is a flag of kib kojid.
+func TestKojidConfigExample(t *testing.T) {
+	cmd := newKojidCmd()
+	if err := applyConfigFile(cmd, "../../dist/kib.toml.example", "kojid"); err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{"server": "https://koji.example.org/kojihub", "interval": "1s", "max-jobs": "10", "min-space": "8GiB"} {
+		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
+			t.Errorf("--%s = %q, want %q", flag, got, want)
+		}
+	}
+	out, err := runKib(t, "kojid", "--server", "http://127.0.0.1:9/kojihub")
+	if err == nil || !strings.Contains(err.Error(), "needs the host's login") {
+		t.Errorf("kojid without login: %v %s", err, out)
+	}
+}
