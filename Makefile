@@ -62,9 +62,11 @@ fuzz:
 	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzBuildArgs -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
 	bench/qcow2.sh
 	bench/koji-upload.sh
 	bench/compose.sh
+	bench/kojid.sh

@@ -8,6 +8,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/kib-project/kib/internal/koji"
 )
@@ -42,4 +43,10 @@ type Task struct {
 	// Upload puts a file into the task's output directory on the hub
 	// (tasks/NNNN/ID/name) and returns the hub path it was uploaded to.
 	Upload func(ctx context.Context, name string, r io.Reader, size int64) (string, error)
+	// Wake receives a value when the hub alerts that an awaited subtask of
+	// this task finished (getHostTasks "alert"); Wait uses it.
+	Wake <-chan struct{}
+	// WaitPoll is how often Wait polls host.taskWait without an alert;
+	// zero means 30s.
+	WaitPoll time.Duration
 }

@@ -119,6 +119,10 @@ type Hub struct {
 	hosts    map[int]*host
 	tasks    map[int]*task
 	nextTask int
+	sched    SchedulerTimeouts
+	down     time.Time // requests until then get 503 (Down)
+	// imageRPMs are the components (rpmlist entries) of image archives.
+	imageRPMs map[int][]map[string]any
 }
 
 // Options configure New.
@@ -165,6 +169,7 @@ func New(t testing.TB, opts Options) *Hub {
 		tasks:       map[int]*task{},
 		nextID:      1,
 		nextTask:    1,
+		imageRPMs:   map[int][]map[string]any{},
 		expireAfter: opts.SessionLifetime,
 		legacy:      opts.LegacySessions,
 		proxyCert:   opts.ProxyClientCert,
@@ -305,6 +310,11 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	h.mu.Lock()
+	if h.now().Before(h.down) {
+		h.mu.Unlock()
+		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	h.requests++
 	h.calls = append(h.calls, method)
 	in := h.takeInjection(method)

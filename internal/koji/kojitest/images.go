@@ -21,6 +21,7 @@ type imageResult struct {
 	arch   string
 	files  []string
 	logs   []string
+	rpms   []map[string]any
 }
 
 func imageResults(v any) ([]imageResult, error) {
@@ -50,6 +51,22 @@ func imageResults(v any) ([]imageResult, error) {
 		}
 		for _, f := range asList(rm["logs"]) {
 			r.logs = append(r.logs, f)
+		}
+		l, _ := rm["rpmlist"].([]any)
+		for i, x := range l {
+			e, ok := x.(map[string]any)
+			if !ok {
+				return nil, paramError("rpmlist[%d] must be a struct", i)
+			}
+			for _, k := range []string{"name", "version", "release", "arch"} {
+				if s, _ := e[k].(string); s == "" {
+					return nil, keyError(k)
+				}
+			}
+			if e["location"] == nil {
+				return nil, generic("No such rpm: %s-%s-%s.%s", e["name"], e["version"], e["release"], e["arch"])
+			}
+			r.rpms = append(r.rpms, e)
 		}
 		out = append(out, r)
 	}
@@ -102,8 +119,12 @@ func (c *call) completeImageBuild(ho *host) (any, error) {
 			if err := moveLeavingSymlink(p, filepath.Join(bdir, "images", f)); err != nil {
 				return nil, generic("Error importing archive file, %v", err)
 			}
-			c.h.archives = append(c.h.archives, &archive{id: len(c.h.archives) + 1, buildID: b.id, filename: f, size: size,
-				checksum: sum, ctype: 2, btype: "image", typeName: typeName(f), arch: r.arch})
+			a := &archive{id: len(c.h.archives) + 1, buildID: b.id, filename: f, size: size,
+				checksum: sum, ctype: 2, btype: "image", typeName: typeName(f), arch: r.arch}
+			c.h.archives = append(c.h.archives, a)
+			if !strings.HasSuffix(f, ".xml") && len(r.rpms) > 0 {
+				c.h.imageRPMs[a.id] = r.rpms
+			}
 			b.hasArchives = true
 		}
 		entries, _ := os.ReadDir(src)

@@ -41,6 +41,7 @@ type task struct {
 	result           string
 	created, started time.Time
 	completed        time.Time
+	assigned         time.Time
 	refusedBy        map[int]bool
 }
 
@@ -270,6 +271,9 @@ func init() {
 			return nil, nil
 		},
 		"getTasks": func(c *call, ho *host) (any, error) {
+			// Other hosts' calls run the real scheduler's checks too; here
+			// every getTasks applies the timeouts.
+			c.h.checkTimeouts()
 			out := c.h.assigned(ho)
 			if len(out) == 0 {
 				c.h.schedule()
@@ -591,6 +595,7 @@ func (h *Hub) assigned(ho *host) []any {
 // schedule assigns FREE tasks to ready hosts serving their channel and arch
 // with spare capacity, lowest priority value first.
 func (h *Hub) schedule() {
+	h.checkTimeouts()
 	ids := sortedTaskIDs(h)
 	slices.SortStableFunc(ids, func(a, b int) int { return h.tasks[a].priority - h.tasks[b].priority })
 	for _, id := range ids {
@@ -605,16 +610,19 @@ func (h *Hub) schedule() {
 			if t.arch != "noarch" && !slices.Contains(ho.arches, t.arch) {
 				continue
 			}
-			load := 0.0
+			load, ntasks := 0.0, 0
 			for _, o := range h.tasks {
-				if o.host == ho && !o.waiting && (o.state == TaskOpen || o.state == TaskAssigned) {
-					load += o.weight
+				if o.host == ho && (o.state == TaskOpen || o.state == TaskAssigned) {
+					ntasks++
+					if !o.waiting {
+						load += o.weight
+					}
 				}
 			}
-			if ho.capacity-load <= max(0, t.weight-5) {
+			if ho.capacity-load <= max(0, t.weight-5) || ntasks >= hostMaxJobs(ho) {
 				continue
 			}
-			t.state, t.host = TaskAssigned, ho
+			t.state, t.host, t.assigned = TaskAssigned, ho, h.now()
 			break
 		}
 	}
@@ -859,4 +867,169 @@ func (c *call) nextReleaseFor(name, version string) (string, error) {
 		return "1", nil
 	}
 	return nextRelease(last.release, 1)
+}
+
+func init() {
+	methods["getTaskChildren"] = (*call).getTaskChildren
+	methods["getHost"] = (*call).getHost
+	methods["imageBuilderBuild"] = (*call).imageBuilderBuild
+	methods["listBuilds"] = (*call).listBuilds
+	methods["listRPMs"] = (*call).listRPMs
+	hostMethods["tagNotification"] = func(c *call) (any, error) {
+		if _, err := c.h.verifyHost(c.sess); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+}
+
+// getTaskChildren is getTaskChildren(task_id, request=False, strict=False).
+func (c *call) getTaskChildren() (any, error) {
+	t, err := c.taskArg(0)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, ch := range c.h.children(t.id, nil) {
+		out = append(out, c.h.taskInfo(ch, c.opt(1, "request") == true))
+	}
+	return out, nil
+}
+
+// getHost is getHost(hostInfo, strict=False, event=None) by id or name.
+func (c *call) getHost() (any, error) {
+	if err := c.arity(1, 3); err != nil {
+		return nil, err
+	}
+	for _, ho := range c.h.hosts {
+		if id, ok := c.args[0].(int64); (ok && int(id) == ho.id) || c.args[0] == ho.user.Name {
+			return map[string]any{"id": ho.id, "user_id": ho.user.ID, "name": ho.user.Name, "arches": strings.Join(ho.arches, " "),
+				"capacity": ho.capacity, "enabled": true, "ready": ho.ready, "task_load": ho.taskLoad,
+				"update_ts": float64(ho.updated.UnixNano()) / 1e9}, nil
+		}
+	}
+	if c.opt(1, "strict") == true {
+		return nil, errNoSuch("host", c.args[0])
+	}
+	return nil, nil
+}
+
+// SchedulerTimeouts are the hub's scheduler settings (hub.conf); zero
+// values mean Koji's defaults.
+type SchedulerTimeouts struct {
+	// ReadyTimeout marks a host not ready when it has not called
+	// host.updateHost for this long (default 180s).
+	ReadyTimeout time.Duration
+	// AssignTimeout frees an ASSIGNED task its host did not open in time
+	// (default 300s).
+	AssignTimeout time.Duration
+	// HostTimeout frees the OPEN tasks of a host that has not checked in
+	// for this long (default 900s).
+	HostTimeout time.Duration
+}
+
+// SetScheduler sets the scheduler's timeouts.
+func (h *Hub) SetScheduler(s SchedulerTimeouts) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sched = s
+}
+
+// Down makes the hub answer every request with 503 Service Unavailable for
+// d, as an httpd in front of a restarting hub does.
+func (h *Hub) Down(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down = h.now().Add(d)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func hostMaxJobs(ho *host) int {
+	if m, ok := ho.data.(map[string]any); ok {
+		if n, err := toInt(m["maxjobs"], "maxjobs"); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 15
+}
+
+// checkTimeouts is the scheduler's check_hosts and check_active_tasks:
+// silent hosts lose readiness and their open tasks, unopened assignments
+// expire (a refusal if the host checked in after the assignment).
+func (h *Hub) checkTimeouts() {
+	now := h.now()
+	ready := orDefault(h.sched.ReadyTimeout, 180*time.Second)
+	assign := orDefault(h.sched.AssignTimeout, 300*time.Second)
+	hostTO := orDefault(h.sched.HostTimeout, 900*time.Second)
+	for _, ho := range h.hosts {
+		if ho.ready && now.Sub(ho.updated) > ready {
+			ho.ready = false
+		}
+	}
+	for _, id := range sortedTaskIDs(h) {
+		t := h.tasks[id]
+		switch {
+		case t.state == TaskOpen && t.host != nil && now.Sub(t.host.updated) > hostTO:
+			t.state, t.host = TaskFree, nil
+		case t.state == TaskAssigned && t.host != nil && now.Sub(t.assigned) > assign:
+			if t.host.updated.After(t.assigned) {
+				t.refusedBy[t.host.id] = true
+			}
+			t.state, t.host = TaskFree, nil
+		}
+	}
+}
+
+// HostTasks returns the ids of the tasks a host (by name) holds open or
+// assigned.
+func (h *Hub) HostTasks(name string) []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []int
+	for _, id := range sortedTaskIDs(h) {
+		t := h.tasks[id]
+		if t.host != nil && t.host.user.Name == name && (t.state == TaskOpen || t.state == TaskAssigned) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// HostReady reports a host's readiness as it last reported it.
+func (h *Hub) HostReady(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ho := range h.hosts {
+		if ho.user.Name == name {
+			return ho.ready
+		}
+	}
+	return false
+}
+
+// TaskHost returns the name of the host that holds or last held a task.
+func (h *Hub) TaskHost(id int) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t := h.tasks[id]; t != nil && t.host != nil {
+		return t.host.user.Name
+	}
+	return ""
+}
+
+// TaskResult returns the raw response string a finished task was closed or
+// failed with.
+func (h *Hub) TaskResult(id int) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t := h.tasks[id]; t != nil {
+		return t.result
+	}
+	return ""
 }
