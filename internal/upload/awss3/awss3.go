@@ -68,7 +68,7 @@ type Options struct {
 // refused and region is required.
 func ParseOptions(raw json.RawMessage) (Options, error) {
 	var o Options
-	if err := decodeStrict(raw, &o); err != nil {
+	if err := DecodeStrict(raw, &o); err != nil {
 		return o, err
 	}
 	if o.Region == "" {
@@ -77,7 +77,9 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 	return o, nil
 }
 
-func decodeStrict(raw json.RawMessage, v any) error {
+// DecodeStrict decodes upload options into v, refusing unknown fields; an
+// empty input is {}.
+func DecodeStrict(raw json.RawMessage, v any) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		raw = json.RawMessage("{}")
 	}
@@ -236,5 +238,3 @@ func (u *Uploader) Delete(ctx context.Context, c *s3.Client, key string) error {
 	}
 	return nil
 }
-
-
