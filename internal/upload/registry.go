@@ -69,3 +69,12 @@ func TargetFor(imageType string) string {
 func Allowed(imageType, target string) bool {
 	return target != "" && TargetFor(imageType) == target
 }
+
+// OSBuildTargetName is composer's name of a target's result, as Koji
+// metadata's upload_target_results use it (e.g. "org.osbuild.aws").
+func OSBuildTargetName(target string) string {
+	if target == TargetAzure {
+		return "org.osbuild.azure.image"
+	}
+	return "org.osbuild." + target
+}
