@@ -8,12 +8,14 @@ TYPE ?= tar
 
 # Host tools kib drives, by Debian package; postgresql backs the shared
 # queue's tests (.ci/postgres.sh starts it); krb5-kdc, krb5-admin-server and
-# apache2 serve the Koji login tests against a real KDC and a real httpd.
+# apache2 serve the Koji login tests against a real KDC and a real httpd;
+# docker-registry is the real registry of the container upload tests.
 HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
 	dosfstools mtools qemu-utils fdisk e2fsprogs \
 	grub-efi-amd64-bin grub-pc-bin grub2-common systemd-boot-efi \
 	qemu-system-x86 ovmf \
-	krb5-kdc krb5-admin-server apache2 postgresql
+	krb5-kdc krb5-admin-server apache2 postgresql \
+	docker-registry
 
 .PHONY: image test deps kib bench vet fuzz chaos
 
@@ -49,6 +51,8 @@ deps:
 			echo "missing Debian packages (install as root): apt-get install" $$missing >&2; exit 1; \
 		fi; \
 	fi
+	@# MinIO, the real S3 server of the upload tests (go install, once).
+	.ci/minio.sh
 
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
@@ -70,3 +74,4 @@ bench: deps kib
 	bench/koji-upload.sh
 	bench/compose.sh
 	bench/kojid.sh
+	bench/upload.sh

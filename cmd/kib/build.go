@@ -27,6 +27,7 @@ type buildOptions struct {
 	outputDir string
 	store     string
 	verbose   bool
+	upload    uploadOptions
 }
 
 func newBuildCmd() *cobra.Command {
@@ -51,6 +52,9 @@ build-info.json beside it.`,
 	f.StringVar(&o.outputDir, "output-dir", "", "directory for the results (required)")
 	f.StringVar(&o.store, "store", filepath.Join(defaultCacheDir(), "store"), "store directory: cached sources and pipeline outputs")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "show the host tools' output")
+	f.StringVar(&o.upload.options, "upload-options", "", "after the build, upload the image with these upload_options (JSON file; see kib upload)")
+	f.StringVar(&o.upload.target, "upload-target", "", "upload target for --upload-options (default: the image type's)")
+	f.StringVar(&o.upload.config, "config", defaultConfigPath(), "TOML configuration file with [upload.<target>] tables, for --upload-options")
 	return cmd
 }
 
@@ -63,6 +67,25 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 		return errors.New("give either TYPE or --manifest, not both")
 	case o.manifest == "" && len(args) == 0:
 		return errors.New("give an image TYPE or --manifest FILE")
+	}
+	if o.upload.options != "" {
+		// Fail before building when the upload cannot happen.
+		if _, err := os.Stat(o.upload.options); err != nil {
+			return fmt.Errorf("--upload-options: %w", err)
+		}
+		settings, err := readUploadSettings(o.upload.config)
+		if err != nil {
+			return err
+		}
+		ups, err := settings.uploaders()
+		if err != nil {
+			return err
+		}
+		if o.upload.target != "" {
+			if _, err := ups.For(o.upload.target); err != nil {
+				return fmt.Errorf("--upload-target: %w", err)
+			}
+		}
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("kib build must run as root: mmdebstrap installs packages in root mode and the image's files belong to root")
@@ -127,6 +150,9 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 			return fmt.Errorf("writing the build log: %w", err)
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", a.SHA256, a.Path)
+	}
+	if o.upload.options != "" {
+		return o.upload.afterBuild(cmd, arts)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(),
 		newWorkerCmd(),
 		newKojidCmd(),
+		newUploadCmd(),
 	)
 	return root
 }

@@ -193,8 +193,17 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		}
 		builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir}
 	}
+	settings, err := readUploadSettings(o.config)
+	if err != nil {
+		return err
+	}
+	uploaders, err := settings.uploaders()
+	if err != nil {
+		return err
+	}
 	obs := &lateObserver{}
 	q, err := jobs.Open(ctx, jobs.Config{
+		Uploaders: uploaders,
 		Database: o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
 		HeartbeatTimeout: o.heartbeatTimeout, Heartbeat: o.heartbeatTimeout / 4,
 		Koji: o.kojiImporter(), Log: log.With("component", "jobs"), Observer: obs,
@@ -212,7 +221,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	case o.jwksURL != "":
 		auth = &composer.JWTAuth{KeysURL: o.jwksURL, TenantClaims: o.tenantClaims}
 	}
-	api, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, Log: log.With("component", "composer")})
+	api, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, Log: log.With("component", "composer"), UploadTargets: uploaders.Supports})
 	if err != nil {
 		return err
 	}

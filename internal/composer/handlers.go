@@ -26,7 +26,7 @@ func (s *Server) postCompose(w http.ResponseWriter, r *http.Request, rc *reqCont
 	if err != nil {
 		return err
 	}
-	c, err := toCompose(s.cfg.Distros, req, rc.tenant, rc.body)
+	c, err := toCompose(s.cfg.Distros, req, rc.tenant, rc.body, s.cfg.UploadTargets)
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,11 @@ func statusBody(c *jobs.ComposeJobs) composeStatusBody {
 	for _, img := range st.Images {
 		ib := imageStatusBody{Status: img.Status, Error: img.Error}
 		for _, u := range img.Uploads {
-			ib.UploadStatuses = append(ib.UploadStatuses, uploadStatusBody{Status: u.Status, Type: u.Type})
+			us := uploadStatusBody{Status: u.Status, Type: u.Type}
+			if u.Options != nil {
+				us.Options = u.Options
+			}
+			ib.UploadStatuses = append(ib.UploadStatuses, us)
 		}
 		if len(ib.UploadStatuses) > 0 {
 			first := ib.UploadStatuses[0]

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/google/uuid"
 	"net/url"
 	"slices"
 	"strings"
@@ -250,6 +251,30 @@ func checkUploadOptions(field, typ string, raw json.RawMessage) (json.RawMessage
 	return out, nil
 }
 
+// targetDefaults refuses a target the service cannot upload to, and fills
+// in composer's defaults: a container's name is the distribution and its
+// tag a random UUID (a tag is honoured only with a name).
+func targetDefaults(field, typ string, opts json.RawMessage, distribution string, supported func(string) bool) (json.RawMessage, error) {
+	if typ == "local" {
+		return opts, nil
+	}
+	if supported == nil || !supported(typ) {
+		return nil, apiErr(ErrInvalidUploadTarget, fmt.Sprintf("%s: upload type %q is not configured on this service", field, typ))
+	}
+	if typ != "container" {
+		return opts, nil
+	}
+	var o containerOptions
+	_ = json.Unmarshal(opts, &o)
+	if o.Name == "" {
+		o.Name, o.Tag = distribution, ""
+	}
+	if o.Tag == "" {
+		o.Tag = uuid.NewString()
+	}
+	return json.Marshal(o)
+}
+
 func newSeed() int64 {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -258,7 +283,7 @@ func newSeed() int64 {
 
 // toCompose checks a decoded request against the distro catalog and maps it
 // to a jobs.Compose.
-func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []byte) (*jobs.Compose, error) {
+func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []byte, supported func(string) bool) (*jobs.Compose, error) {
 	if req.Customizations != nil && len(req.Blueprint) > 0 {
 		return nil, apiErr(ErrMixedCustomizations, nil)
 	}
@@ -368,6 +393,9 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 			if err != nil {
 				return nil, err
 			}
+			if opts, err = targetDefaults(tf, t.Type, opts, req.Distribution, supported); err != nil {
+				return nil, err
+			}
 			img.Targets = append([]jobs.UploadTarget{{Type: t.Type, Options: opts}}, img.Targets...)
 		}
 		if len(ir.UploadOptions) > 0 {
@@ -376,6 +404,9 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 			}
 			opts, err := checkUploadOptions(field+".upload_options", rule.def, ir.UploadOptions)
 			if err != nil {
+				return nil, err
+			}
+			if opts, err = targetDefaults(field+".upload_options", rule.def, opts, req.Distribution, supported); err != nil {
 				return nil, err
 			}
 			img.Targets = append(img.Targets, jobs.UploadTarget{Type: rule.def, Options: opts})

@@ -54,6 +54,10 @@ type Config struct {
 	Auth Authenticator
 	// Log receives request logs; default discards.
 	Log *slog.Logger
+	// UploadTargets reports whether the service can upload to a cloud
+	// target (aws, aws.s3, ...); composes naming another are refused at
+	// POST with error 38. Nil: only "local".
+	UploadTargets func(target string) bool
 }
 
 // Server is the compose API handler.

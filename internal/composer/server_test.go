@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/kib-project/kib/internal/upload"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -37,9 +38,15 @@ func setup(t *testing.T, backend string, auth composer.Authenticator) *testBundl
 // setupKoji is setup with the Koji side of Koji composes given.
 func setupKoji(t *testing.T, backend string, auth composer.Authenticator, koji jobs.KojiImporter) *testBundle {
 	t.Helper()
+	return setupUploads(t, backend, auth, koji, nil)
+}
+
+// setupUploads is setupKoji with cloud upload targets.
+func setupUploads(t *testing.T, backend string, auth composer.Authenticator, koji jobs.KojiImporter, ups upload.Uploaders) *testBundle {
+	t.Helper()
 	ctx := context.Background()
 	b := &testBundle{builder: &jobstest.Builder{}}
-	q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(), Workers: 2, Builder: b.builder, Koji: koji, RetryDelay: 10 * time.Millisecond})
+	q, err := jobs.Open(ctx, jobs.Config{Database: jobstest.Database(t, backend), StateDir: t.TempDir(), Workers: 2, Builder: b.builder, Koji: koji, RetryDelay: 10 * time.Millisecond, Uploaders: ups})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +57,7 @@ func setupKoji(t *testing.T, backend string, auth composer.Authenticator, koji j
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth})
+	h, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, UploadTargets: ups.Supports})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +145,7 @@ func TestErrors(t *testing.T) {
 		{"target for another image type", "POST", "/compose", "application/json", img(`,"upload_targets":[{"type":"aws","upload_options":{"region":"eu-west-1","share_with_accounts":[]}}]`), 400, "38", "aws"},
 		{"upload type unknown to the schema", "POST", "/compose", "application/json", img(`,"upload_targets":[{"type":"ftp","upload_options":{}}]`), 400, "30", "type"},
 		{"s3 options missing region", "POST", "/compose", "application/json", img(`,"upload_options":{"public":true}`), 400, "30", "region"},
+		{"target the service has no uploader for", "POST", "/compose", "application/json", img(`,"upload_options":{"region":"eu-west-1"}`), 400, "38", "not configured"},
 		{"s3 options unknown field", "POST", "/compose", "application/json", img(`,"upload_options":{"region":"r","bucket_name":"x"}`), 400, "30", "bucket_name"},
 		{"unsupported customization", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"fips":{"enabled":true}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "30", "fips"},
 		{"customization kib lacks", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"files":[{"path":"/etc/x"}]},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "35", "customizations.files"},

@@ -10,6 +10,7 @@ import (
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/kojiimport"
 	"github.com/kib-project/kib/internal/kojimeta"
+	"github.com/kib-project/kib/internal/upload"
 )
 
 // KojiHub is the KojiImporter for one Koji hub: it reserves, imports and
@@ -91,6 +92,12 @@ func (h *KojiHub) Finalize(ctx context.Context, a *KojiFinalizeArgs) error {
 			return fmt.Errorf("images[%d]: %w", i, err)
 		}
 		img.Info = bi
+		for _, u := range ki.Uploads {
+			img.UploadTargetResults = append(img.UploadTargetResults, kojimeta.UploadTargetResult{
+				Name: upload.OSBuildTargetName(u.Type), Options: u.Options,
+				OSBuildArtifact: &kojimeta.OSBuildArtifact{ExportFilename: bi.ExportFilename, ExportName: bi.ExportName},
+			})
+		}
 		images = append(images, img)
 	}
 	im, done, err := h.importer(ctx, a.Server)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kib-project/kib/internal/upload"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -40,6 +41,9 @@ type Config struct {
 	Builder Builder
 	// Koji does the Koji calls; required for Koji composes.
 	Koji KojiImporter
+	// Uploaders send images to their cloud upload targets after the
+	// build; a target without one fails the image. Default: none.
+	Uploaders upload.Uploaders
 	// Lease is how long a job may stay running, heartbeat or not, before
 	// River's rescuer takes it over: the backstop behind HeartbeatTimeout.
 	// Default 3h.

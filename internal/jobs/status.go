@@ -17,6 +17,7 @@ const (
 	ErrIDJobDependency        = 26
 	ErrIDJobMissingHeartbeat  = 27
 	ErrIDTargetError          = 28
+	ErrIDUploadingImage       = 11
 	ErrIDManifestGeneration   = 8
 )
 
@@ -79,8 +80,11 @@ type BuildJobResult struct {
 
 // TargetResult is the outcome of one upload target.
 type TargetResult struct {
-	Type        string    `json:"type"`
-	TargetError *JobError `json:"target_error,omitempty"`
+	Type string `json:"type"`
+	// Options is what the target reported, e.g. {"ami", "region"} for aws
+	// (composer's target result options).
+	Options     map[string]any `json:"options,omitempty"`
+	TargetError *JobError      `json:"target_error,omitempty"`
 }
 
 // FinalizeResult is the stored result of a koji-finalize job.
@@ -140,6 +144,8 @@ type ImageStatus struct {
 type UploadStatus struct {
 	Type   string
 	Status string
+	// Options is the target's result once it succeeded (nil before).
+	Options map[string]any
 }
 
 // ComposeJobs are the jobs of one compose, in dependency order.
@@ -302,11 +308,17 @@ func uploads(b *JobInfo, je *JobError) []UploadStatus {
 	if json.Unmarshal(b.Args, &args) == nil {
 		img = args.Image
 	}
+	res := decodeBuild(b.Result)
 	var out []UploadStatus
-	for _, t := range img.Targets {
+	for i, t := range img.Targets {
 		u := UploadStatus{Type: t.Type}
+		var tr *TargetResult
+		if i < len(res.TargetResults) && res.TargetResults[i].Type == t.Type {
+			tr = &res.TargetResults[i]
+			u.Options = tr.Options
+		}
 		switch {
-		case je != nil || b.Canceled:
+		case je != nil || b.Canceled || tr != nil && tr.TargetError != nil:
 			u.Status = StatusFailure
 		case b.Started.IsZero():
 			u.Status = StatusPending

@@ -192,6 +192,8 @@ type KojiImage struct {
 	Filename  string
 	Manifest  json.RawMessage
 	Artifacts []Artifact
+	// Uploads are the image's successful cloud uploads.
+	Uploads []TargetResult
 }
 
 // KojiRefundArgs names the reservation to give back.

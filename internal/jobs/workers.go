@@ -357,8 +357,15 @@ func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutp
 	for _, t := range a.Image.Targets {
 		tr := TargetResult{Type: t.Type}
 		if t.Type != "local" {
-			tr.TargetError = &JobError{ID: 11, Reason: fmt.Sprintf("upload target %q is not implemented by kib yet", t.Type)}
-			failed = append(failed, tr.TargetError)
+			opts, err := q.upload(ctx, j, &a, res, t)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				tr.TargetError = &JobError{ID: ErrIDUploadingImage, Reason: err.Error(), Details: t.Type}
+				failed = append(failed, tr.TargetError)
+			}
+			tr.Options = opts
 		}
 		r.TargetResults = append(r.TargetResults, tr)
 	}
@@ -462,7 +469,7 @@ func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*s
 		}
 		fin.Images = append(fin.Images, KojiImage{
 			Arch: r.Arch, ImageType: ba.Image.ImageType, BootMode: r.ImageBootMode, Export: r.ExportName,
-			Filename: name, Manifest: b.Manifest, Artifacts: r.Artifacts,
+			Filename: name, Manifest: b.Manifest, Artifacts: r.Artifacts, Uploads: succeeded(r.TargetResults),
 		})
 	}
 	if len(failed) > 0 {
@@ -478,4 +485,15 @@ func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*s
 		return refund(&JobError{ID: ErrIDKojiFinalize, Reason: "Koji finalize error", Details: err.Error()})
 	}
 	return &stepOutput{Result: FinalizeResult{}, Koji: &kojiSettlement{State: KojiImported}}, nil
+}
+
+// succeeded returns the cloud targets (not "local") that succeeded.
+func succeeded(trs []TargetResult) []TargetResult {
+	var out []TargetResult
+	for _, t := range trs {
+		if t.Type != "local" && t.TargetError == nil {
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -25,6 +25,9 @@ type Image struct {
 	Manifest string
 	SBOMs    []string
 	Logs     []string
+	// UploadTargetResults are the image's cloud uploads, for its Koji
+	// metadata.
+	UploadTargetResults []kojimeta.UploadTargetResult
 }
 
 // ReadImage reads the image at path (the image file, or the directory the
@@ -170,7 +173,7 @@ func (im *Importer) Import(ctx context.Context, b Build) (*koji.Build, error) {
 	in.Defaults()
 	for i, img := range b.Images {
 		mf := byName[names[i]+".manifest.json"]
-		ki := kojimeta.Image{Info: *img.Info, Image: byName[names[i]], Manifest: &mf}
+		ki := kojimeta.Image{Info: *img.Info, Image: byName[names[i]], Manifest: &mf, UploadTargetResults: img.UploadTargetResults}
 		for _, s := range img.SBOMs {
 			ki.SBOMs = append(ki.SBOMs, byName[names[i]+suffix(img, s)])
 		}

@@ -27,6 +27,7 @@ type Artifact struct {
 	BootMode  string // none, legacy, uefi, hybrid
 	SHA256    string // lower-case hex of the file's bytes
 	Size      int64
+	Distro    string // kib distro name, e.g. debian-12 (container default name)
 }
 
 // Result is what one target reports back: the options half of composer's
