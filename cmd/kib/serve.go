@@ -204,7 +204,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	obs := &lateObserver{}
 	q, err := jobs.Open(ctx, jobs.Config{
 		Uploaders: uploaders,
-		Database: o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
+		Database:  o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
 		HeartbeatTimeout: o.heartbeatTimeout, Heartbeat: o.heartbeatTimeout / 4,
 		Koji: o.kojiImporter(), Log: log.With("component", "jobs"), Observer: obs,
 	})
