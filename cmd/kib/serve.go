@@ -50,6 +50,7 @@ type serveOptions struct {
 	logLevel       string
 	koji           kojiConnOptions
 	kojiCG         string
+	fileRepos      []string
 }
 
 func defaultStateDir() string {
@@ -107,6 +108,7 @@ only listens on loopback, for development.`,
 	f.StringVar(&o.kojiCG, "koji-cg", kojimeta.CGName, "content generator name on the Koji hub")
 	f.StringSliceVar(&o.tenantClaims, "tenant-claim", []string{"rh-org-id"}, "with --jwks-url: JWT claims naming the tenant, first non-empty wins")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&o.fileRepos, "file-repositories", nil, "directories that compose requests may name as file: repositories (repeatable; default: none, file: repositories are refused)")
 	return cmd
 }
 
@@ -185,7 +187,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		if err != nil {
 			return err
 		}
-		builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir}
+		builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir, FileRoots: o.fileRepos}
 	}
 	obs := &lateObserver{}
 	q, err := jobs.Open(ctx, jobs.Config{
@@ -205,7 +207,8 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	case o.jwksURL != "":
 		auth = &composer.JWTAuth{KeysURL: o.jwksURL, TenantClaims: o.tenantClaims}
 	}
-	api, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, Log: log.With("component", "composer")})
+	api, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, Log: log.With("component", "composer"),
+		KojiServer: o.koji.Server, FileRepositories: o.fileRepos})
 	if err != nil {
 		return err
 	}

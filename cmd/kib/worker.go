@@ -111,7 +111,7 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	tr.TLSClientConfig = tc
 	w := &worker.Remote{
 		Server: o.server, HTTP: &http.Client{Transport: tr}, Arch: o.arch, WorkDir: work, Heartbeat: o.heartbeat,
-		Builder: &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir}, Log: log,
+		Builder: &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir, AnyFile: true}, Log: log,
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "kib worker: taking %s builds from %s\n", o.arch, o.server)
 	return w.Run(ctx)

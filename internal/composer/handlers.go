@@ -26,7 +26,7 @@ func (s *Server) postCompose(w http.ResponseWriter, r *http.Request, rc *reqCont
 	if err != nil {
 		return err
 	}
-	c, err := toCompose(s.cfg.Distros, req, rc.tenant, rc.body)
+	c, err := s.toCompose(req, rc.tenant, rc.body)
 	if err != nil {
 		return err
 	}

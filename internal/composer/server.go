@@ -25,6 +25,7 @@ import (
 	"github.com/kib-project/kib/api"
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/resolve"
 )
 
 const basePath = "/api/image-builder-composer/v2"
@@ -54,7 +55,23 @@ type Config struct {
 	Auth Authenticator
 	// Log receives request logs; default discards.
 	Log *slog.Logger
+	// KojiServer is the Koji hub this service imports into; a compose
+	// naming another hub is refused at POST, and without one every Koji
+	// compose is.
+	KojiServer string
+	// UploadTargets are the upload target types this service can serve;
+	// nil means DefaultUploadTargets. Other valid Cloud API types are
+	// refused at POST.
+	UploadTargets []string
+	// FileRepositories are the directories file: repositories may name; a
+	// file: repository elsewhere, or any when empty, is refused.
+	FileRepositories []string
 }
+
+// DefaultUploadTargets are the upload targets kib serves today: "local"
+// (the artifact stays on the service, GET /composes/{id}/download). A cloud
+// target joins this list when its uploader lands in internal/upload.
+var DefaultUploadTargets = []string{"local"}
 
 // Server is the compose API handler.
 type Server struct {
@@ -63,6 +80,8 @@ type Server struct {
 	doc      *openapi3.T
 	specJSON []byte
 	routes   []route
+	// resolver checks repositories the way the builds will resolve them.
+	resolver *resolve.Resolver
 }
 
 type route struct {
@@ -102,7 +121,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("composer: OpenAPI document to JSON: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, doc: doc, specJSON: specJSON}
+	if cfg.UploadTargets == nil {
+		cfg.UploadTargets = DefaultUploadTargets
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, doc: doc, specJSON: specJSON, resolver: &resolve.Resolver{FileRoots: cfg.FileRepositories}}
 	s.routes = []route{
 		{method: "GET", path: "/openapi", public: true, handle: s.getOpenapi},
 		{method: "GET", path: "/errors", public: true, validate: true, handle: s.getErrorList},
