@@ -51,6 +51,8 @@ type serveOptions struct {
 	koji           kojiConnOptions
 	kojiCG         string
 	fileRepos      []string
+	workerDomains  []string
+	workerAud      string
 }
 
 func defaultStateDir() string {
@@ -108,6 +110,8 @@ only listens on loopback, for development.`,
 	f.StringVar(&o.kojiCG, "koji-cg", kojimeta.CGName, "content generator name on the Koji hub")
 	f.StringSliceVar(&o.tenantClaims, "tenant-claim", []string{"rh-org-id"}, "with --jwks-url: JWT claims naming the tenant, first non-empty wins")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&o.workerDomains, "worker-allowed-domain", nil, "with --client-ca and --remote-workers: worker certificate names allowed into the worker API (repeatable; separate from --allowed-domain)")
+	f.StringVar(&o.workerAud, "worker-audience", "", "with --jwks-url and --remote-workers: the JWT audience (aud) worker tokens carry; tenants' tokens lack it")
 	f.StringSliceVar(&o.fileRepos, "file-repositories", nil, "directories that compose requests may name as file: repositories (repeatable; default: none, file: repositories are refused)")
 	return cmd
 }
@@ -124,6 +128,10 @@ func (o *serveOptions) validate() error {
 		return errors.New("--allowed-domain: required with --client-ca")
 	case (o.clientCA != "" || o.jwksURL != "") && o.tlsCert == "":
 		return errors.New("--tls-cert: authentication needs TLS")
+	case o.remoteWorkers && o.clientCA != "" && len(o.workerDomains) == 0:
+		return errors.New("--worker-allowed-domain: required with --remote-workers and --client-ca (workers get their own identity, tenants are refused on the worker API)")
+	case o.remoteWorkers && o.jwksURL != "" && o.workerAud == "":
+		return errors.New("--worker-audience: required with --remote-workers and --jwks-url (workers get their own identity, tenants are refused on the worker API)")
 	}
 	if o.koji.Server != "" {
 		if err := o.koji.validate(); err != nil {
@@ -216,11 +224,12 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	mux.Handle("/api/image-builder-composer/v2/", api)
 	if dispatcher != nil {
 		wh := &worker.Handler{Dispatcher: dispatcher, Log: log.With("component", "worker-api")}
-		if auth != nil {
-			wh.Authorize = func(r *http.Request) error {
-				_, err := auth.Tenant(r)
-				return err
-			}
+		// Workers have their own identity: tenants are refused here.
+		switch {
+		case o.clientCA != "":
+			wh.Authorize = (&composer.MTLSAuth{AllowedDomains: o.workerDomains}).Admit
+		case o.jwksURL != "":
+			wh.Authorize = (&composer.JWTAuth{KeysURL: o.jwksURL, Audience: o.workerAud}).Admit
 		}
 		mux.Handle(worker.BasePath+"/", wh)
 	}

@@ -204,7 +204,7 @@ func (q *Queue) observe(kind string, start time.Time, failure string) {
 func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
 	var a initArgs
 	if err := json.Unmarshal(j.Args, &a); err != nil {
-		return &stepOutput{Result: InitResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+		return &stepOutput{Result: InitResult{JobError: &JobError{ID: ErrIDParsingJobArgs, Reason: "parsing job args: " + err.Error()}}}, nil
 	}
 	// A reservation stored by an earlier attempt is reused: a retry must not
 	// reserve a second build.
@@ -243,7 +243,7 @@ func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepO
 func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
 	var a buildArgs
 	if err := json.Unmarshal(j.Args, &a); err != nil {
-		return &stepOutput{Result: BuildJobResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+		return &stepOutput{Result: BuildJobResult{JobError: &JobError{ID: ErrIDParsingJobArgs, Reason: "parsing job args: " + err.Error()}}}, nil
 	}
 	r := BuildJobResult{
 		Arch: a.Image.Arch, HostOS: "linux", ImageBootMode: a.Image.BootMode,
@@ -285,7 +285,7 @@ func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutp
 	for _, t := range a.Image.Targets {
 		tr := TargetResult{Type: t.Type}
 		if t.Type != "local" {
-			tr.TargetError = &JobError{ID: 11, Reason: fmt.Sprintf("upload target %q is not implemented by kib yet", t.Type)}
+			tr.TargetError = &JobError{ID: ErrIDUploadingImage, Reason: fmt.Sprintf("upload target %q is not implemented by kib yet", t.Type)}
 			failed = append(failed, tr.TargetError)
 		}
 		r.TargetResults = append(r.TargetResults, tr)
@@ -338,7 +338,7 @@ func (q *Queue) watchInit(ctx context.Context, initID string) (context.Context, 
 func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
 	var a finalizeArgs
 	if err := json.Unmarshal(j.Args, &a); err != nil {
-		return &stepOutput{Result: FinalizeResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+		return &stepOutput{Result: FinalizeResult{JobError: &JobError{ID: ErrIDParsingJobArgs, Reason: "parsing job args: " + err.Error()}}}, nil
 	}
 	var ir InitResult
 	_ = json.Unmarshal(c.Init.Result, &ir)
