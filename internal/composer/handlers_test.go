@@ -18,8 +18,10 @@ type storedQueue struct {
 	c *jobs.ComposeJobs
 }
 
-func (q *storedQueue) Get(context.Context, string, string) (*jobs.ComposeJobs, error) { return q.c, nil }
-func (q *storedQueue) ArtifactDir(string) string                                  { return "/nonexistent" }
+func (q *storedQueue) Get(context.Context, string, string) (*jobs.ComposeJobs, error) {
+	return q.c, nil
+}
+func (q *storedQueue) ArtifactDir(string) string { return "/nonexistent" }
 
 // A damaged stored record is an error the operator sees, never an empty
 // list that looks like a real answer.
