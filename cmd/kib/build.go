@@ -14,6 +14,7 @@ import (
 	"github.com/kib-project/kib/internal/engine"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/progress"
+	"github.com/kib-project/kib/internal/redact"
 	"github.com/kib-project/kib/internal/store"
 )
 
@@ -73,7 +74,7 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 	if tty && !o.verbose {
 		level = slog.LevelWarn
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(redact.Handler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
 
 	var m *manifest.Manifest
 	var err error

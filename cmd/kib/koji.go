@@ -19,6 +19,7 @@ import (
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/kojiimport"
 	"github.com/kib-project/kib/internal/kojimeta"
+	"github.com/kib-project/kib/internal/redact"
 )
 
 func newKojiCmd() *cobra.Command {
@@ -92,7 +93,7 @@ func (o *kojiConnOptions) connect(ctx context.Context, stderr io.Writer, chunk, 
 	// hash on the hub would only double its work.
 	opts := koji.Options{Retry: koji.RetryPolicy{MaxRetries: o.Retries}, UploadChunkSize: chunk, UploadParallel: parallel}
 	if o.Verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = slog.New(redact.Handler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	if o.Cert != "" || o.CA != "" {
 		cfg, err := koji.CertTLSConfig(o.Cert, o.Key, o.CA, o.TLS13)

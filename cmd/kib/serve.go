@@ -25,6 +25,7 @@ import (
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/kojimeta"
 	"github.com/kib-project/kib/internal/metrics"
+	"github.com/kib-project/kib/internal/redact"
 	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/worker"
 )
@@ -167,7 +168,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	log := slog.New(redact.Handler(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
 	if o.tlsCert == "" {
 		if !isLoopback(o.listen) {
 			return fmt.Errorf("--listen %s: plain HTTP is for loopback only; give --tls-cert/--tls-key and an authentication", o.listen)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kib-project/kib/internal/distro"
+	"github.com/kib-project/kib/internal/redact"
 	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/worker"
 )
@@ -79,7 +80,7 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	log := slog.New(redact.Handler(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
 	cat, err := distro.Load(o.definitions)
 	if err != nil {
 		return err

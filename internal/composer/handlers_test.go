@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +56,30 @@ func TestDamagedRecordsAreErrors(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
 			}
 		})
+	}
+}
+
+// Job errors quoting a Koji URL with the session reach clients redacted.
+func TestResponsesAreRedacted(t *testing.T) {
+	const id = "8ee2a8e0-9f32-4fa3-9c16-8b2b2ec3a3a4"
+	const key = "1-Ohvx8Qe7aZsK2mP"
+	now := time.Now()
+	result := `{"job_error":{"id":10,"reason":"image build failed","details":"Post \"https://koji.example.org/kojihub?session-id=1&session-key=` + key + `\": connection refused"}}`
+	q := &storedQueue{c: &jobs.ComposeJobs{ID: id, Builds: []*jobs.JobInfo{{ID: id, Kind: jobs.KindBuild,
+		Result: json.RawMessage(result), Queued: now, Started: now, Finished: now}}}}
+	cat, err := distro.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := composer.New(composer.Config{Queue: q, Distros: cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"", "/logs"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", base+"/composes/"+id+path, nil))
+		if rec.Code != 200 || strings.Contains(rec.Body.String(), key) || !strings.Contains(rec.Body.String(), "session-key=REDACTED") {
+			t.Errorf("GET %s: %d %s", path, rec.Code, rec.Body)
+		}
 	}
 }

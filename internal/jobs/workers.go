@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+
+	"github.com/kib-project/kib/internal/redact"
 )
 
 // KojiInitJob is the River job that reserves a Koji build.
@@ -136,8 +138,9 @@ func (w *stepWorker[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		if err := lockCompose(ctx, tx, j.ComposeID); err != nil {
 			return err
 		}
+		// Errors may quote URLs with credentials: none is stored.
 		if _, err := tx.ExecContext(ctx, `UPDATE kib_job SET result = $1, manifest = $2, finished_at = $3 WHERE id = $4`,
-			string(res), man, micros(time.Now()), id); err != nil {
+			redact.String(string(res)), man, micros(time.Now()), id); err != nil {
 			return fmt.Errorf("storing result: %w", err)
 		}
 		return q.enqueueReady(ctx, tx, j.ComposeID)
