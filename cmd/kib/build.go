@@ -17,6 +17,7 @@ import (
 	"github.com/kib-project/kib/internal/engine"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/progress"
+	"github.com/kib-project/kib/internal/redact"
 	"github.com/kib-project/kib/internal/store"
 )
 
@@ -104,10 +105,10 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 	if tty && !o.verbose {
 		level = slog.LevelWarn
 	}
-	log := slog.New(teeHandler{
+	log := slog.New(redact.Handler(teeHandler{
 		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}),
 		slog.NewTextHandler(buildLog, &slog.HandlerOptions{Level: slog.LevelInfo}),
-	})
+	}))
 
 	var m *manifest.Manifest
 	var err error

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -9,19 +11,30 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// configTables are the tables kib.toml may have, one per command that reads
+// it.
+var configTables = []string{"serve", "worker"}
+
 // applyConfigFile sets every flag that was not given on the command line
 // from the TOML table [section] of path; keys are the flag names with "_"
-// for "-". Unknown keys are an error, so typos do not go unnoticed.
+// for "-". Unknown keys, unknown tables (a misspelled [serv]) and keys
+// outside a table are errors, so typos do not go unnoticed.
 func applyConfigFile(cmd *cobra.Command, path, section string) error {
 	if path == "" {
 		return nil
 	}
 	var doc map[string]any
-	md, err := toml.DecodeFile(path, &doc)
-	if err != nil {
+	if _, err := toml.DecodeFile(path, &doc); err != nil {
 		return fmt.Errorf("--config %s: %w", path, err)
 	}
-	_ = md
+	for _, name := range slices.Sorted(maps.Keys(doc)) {
+		if _, isTable := doc[name].(map[string]any); !isTable {
+			return fmt.Errorf("--config %s: %s: a setting outside a table; put it under [%s]", path, name, strings.Join(configTables, "] or ["))
+		}
+		if !slices.Contains(configTables, name) {
+			return fmt.Errorf("--config %s: [%s]: unknown table (kib.toml has %s)", path, name, "["+strings.Join(configTables, "], [")+"]")
+		}
+	}
 	table, ok := doc[section].(map[string]any)
 	if !ok {
 		if _, present := doc[section]; present {

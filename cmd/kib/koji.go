@@ -19,6 +19,7 @@ import (
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/kojiimport"
 	"github.com/kib-project/kib/internal/kojimeta"
+	"github.com/kib-project/kib/internal/redact"
 )
 
 func newKojiCmd() *cobra.Command {
@@ -93,7 +94,7 @@ func (o *kojiConnOptions) connect(ctx context.Context, stderr io.Writer, chunk, 
 	// hash on the hub would only double its work.
 	opts := koji.Options{Retry: koji.RetryPolicy{MaxRetries: o.Retries}, UploadChunkSize: chunk, UploadParallel: parallel}
 	if o.Verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = slog.New(redact.Handler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}
 	if o.Cert != "" || o.CA != "" {
 		cfg, err := koji.CertTLSConfig(o.Cert, o.Key, o.CA, o.TLS13)
@@ -278,31 +279,18 @@ is a string otherwise; NAME=VALUE arguments are keyword arguments.`,
 	return cmd
 }
 
-func parseArg(s string) any {
-	var v any
-	if err := json.Unmarshal([]byte(s), &v); err == nil {
-		return jsonToXMLRPC(v)
+// parseArg parses s as JSON if it is JSON (integers exactly, see
+// koji.DecodeJSON), else keeps it a string. JSON with an integer XML-RPC
+// cannot carry is an error rather than a rounded number.
+func parseArg(s string) (any, error) {
+	if !json.Valid([]byte(s)) {
+		return s, nil
 	}
-	return s
-}
-
-// jsonToXMLRPC turns JSON numbers without a fraction into integers.
-func jsonToXMLRPC(v any) any {
-	switch x := v.(type) {
-	case float64:
-		if x == float64(int64(x)) {
-			return int64(x)
-		}
-	case []any:
-		for i := range x {
-			x[i] = jsonToXMLRPC(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = jsonToXMLRPC(x[k])
-		}
+	v, err := koji.DecodeJSON([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("argument %s: %w", s, err)
 	}
-	return v
+	return v, nil
 }
 
 func runKojiCall(ctx context.Context, o *kojiCallOptions, args []string, stdout, stderr io.Writer) error {
@@ -318,10 +306,18 @@ func runKojiCall(ctx context.Context, o *kojiCallOptions, args []string, stdout,
 	kw := koji.Kwargs{}
 	for _, a := range args[1:] {
 		if m := kwargPattern.FindStringSubmatch(a); m != nil {
-			kw[m[1]] = parseArg(m[2])
+			v, err := parseArg(m[2])
+			if err != nil {
+				return err
+			}
+			kw[m[1]] = v
 			continue
 		}
-		params = append(params, parseArg(a))
+		v, err := parseArg(a)
+		if err != nil {
+			return err
+		}
+		params = append(params, v)
 	}
 	if len(kw) > 0 {
 		params = append(params, kw)

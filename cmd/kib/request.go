@@ -13,6 +13,7 @@ import (
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/manifest"
+	"github.com/kib-project/kib/internal/resolve"
 )
 
 // requestOptions are the flags that describe an image request.
@@ -54,17 +55,7 @@ func (o *requestOptions) manifest(ctx context.Context, cmd *cobra.Command, t str
 	if err != nil {
 		return nil, err
 	}
-	def, err := cat.Get(o.distro)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := def.DebArch(o.arch); err != nil {
-		return nil, err
-	}
-	if _, err := def.ImageType(t); err != nil {
-		return nil, err
-	}
-	req := manifest.Request{Distro: def, Arch: o.arch, ImageType: t}
+	req := &resolve.Request{Distro: o.distro, Arch: o.arch, ImageType: t}
 	if cmd.Flags().Changed("seed") {
 		req.Seed = &o.seed
 	}
@@ -93,17 +84,12 @@ func (o *requestOptions) manifest(ctx context.Context, cmd *cobra.Command, t str
 		}
 		req.Blueprint = bp
 	}
-	var host []depsolve.SourceEntry
-	if len(o.repos) == 0 {
-		host, err = depsolve.HostSources("/")
-		if err != nil {
-			return nil, fmt.Errorf("reading the machine's apt sources: %w", err)
-		}
+	for _, r := range o.repos {
+		req.Repositories = append(req.Repositories, resolve.Repository{Source: r})
 	}
-	req.Repos, err = manifest.ResolveRepos(def, host, o.repos)
-	if err != nil {
-		return nil, err
+	rs := &resolve.Resolver{
+		Distros: cat, Solver: &depsolve.Solver{CacheDir: o.cacheDir, Log: log},
+		HostRoot: "/", KeyDir: filepath.Join(o.cacheDir, "keyrings"), AnyFile: true,
 	}
-	solver := &depsolve.Solver{CacheDir: o.cacheDir, Log: log}
-	return manifest.Generate(ctx, solver, req)
+	return rs.Manifest(ctx, req)
 }

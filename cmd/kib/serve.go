@@ -25,6 +25,7 @@ import (
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/kojimeta"
 	"github.com/kib-project/kib/internal/metrics"
+	"github.com/kib-project/kib/internal/redact"
 	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/worker"
 )
@@ -51,6 +52,9 @@ type serveOptions struct {
 	logLevel         string
 	koji             kojiConnOptions
 	kojiCG           string
+	fileRepos        []string
+	workerDomains    []string
+	workerAud        string
 }
 
 func defaultStateDir() string {
@@ -109,6 +113,9 @@ only listens on loopback, for development.`,
 	f.StringVar(&o.kojiCG, "koji-cg", kojimeta.CGName, "content generator name on the Koji hub")
 	f.StringSliceVar(&o.tenantClaims, "tenant-claim", []string{"rh-org-id"}, "with --jwks-url: JWT claims naming the tenant, first non-empty wins")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&o.workerDomains, "worker-allowed-domain", nil, "with --client-ca and --remote-workers: worker certificate names allowed into the worker API (repeatable; separate from --allowed-domain)")
+	f.StringVar(&o.workerAud, "worker-audience", "", "with --jwks-url and --remote-workers: the JWT audience (aud) worker tokens carry; tenants' tokens lack it")
+	f.StringSliceVar(&o.fileRepos, "file-repositories", nil, "directories that compose requests may name as file: repositories (repeatable; default: none, file: repositories are refused)")
 	return cmd
 }
 
@@ -124,6 +131,10 @@ func (o *serveOptions) validate() error {
 		return errors.New("--allowed-domain: required with --client-ca")
 	case (o.clientCA != "" || o.jwksURL != "") && o.tlsCert == "":
 		return errors.New("--tls-cert: authentication needs TLS")
+	case o.remoteWorkers && o.clientCA != "" && len(o.workerDomains) == 0:
+		return errors.New("--worker-allowed-domain: required with --remote-workers and --client-ca (workers get their own identity, tenants are refused on the worker API)")
+	case o.remoteWorkers && o.jwksURL != "" && o.workerAud == "":
+		return errors.New("--worker-audience: required with --remote-workers and --jwks-url (workers get their own identity, tenants are refused on the worker API)")
 	}
 	if o.koji.Server != "" {
 		if err := o.koji.validate(); err != nil {
@@ -159,7 +170,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	log := slog.New(redact.Handler(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
 	if o.tlsCert == "" {
 		if !isLoopback(o.listen) {
 			return fmt.Errorf("--listen %s: plain HTTP is for loopback only; give --tls-cert/--tls-key and an authentication", o.listen)
@@ -191,7 +202,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		if err != nil {
 			return err
 		}
-		builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir}
+		builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir, FileRoots: o.fileRepos}
 	}
 	settings, err := readUploadSettings(o.config)
 	if err != nil {
@@ -221,7 +232,8 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	case o.jwksURL != "":
 		auth = &composer.JWTAuth{KeysURL: o.jwksURL, TenantClaims: o.tenantClaims}
 	}
-	api, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, Log: log.With("component", "composer"), UploadTargets: uploaders.Supports})
+	api, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, Log: log.With("component", "composer"), UploadTargets: uploaders.Supports,
+		KojiServer: o.koji.Server, FileRepositories: o.fileRepos})
 	if err != nil {
 		return err
 	}
@@ -229,11 +241,12 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	mux.Handle("/api/image-builder-composer/v2/", api)
 	if dispatcher != nil {
 		wh := &worker.Handler{Dispatcher: dispatcher, Log: log.With("component", "worker-api")}
-		if auth != nil {
-			wh.Authorize = func(r *http.Request) error {
-				_, err := auth.Tenant(r)
-				return err
-			}
+		// Workers have their own identity: tenants are refused here.
+		switch {
+		case o.clientCA != "":
+			wh.Authorize = (&composer.MTLSAuth{AllowedDomains: o.workerDomains}).Admit
+		case o.jwksURL != "":
+			wh.Authorize = (&composer.JWTAuth{KeysURL: o.jwksURL, Audience: o.workerAud}).Admit
 		}
 		mux.Handle(worker.BasePath+"/", wh)
 	}

@@ -28,6 +28,10 @@ func TestServeAndWorkerRefuseBadSettings(t *testing.T) {
 		{"negative workers", []string{"serve", "--workers", "-1", "--state-dir", dir}, "--workers"},
 		{"unknown config key", []string{"worker", "--config", conf}, "servr: unknown setting"},
 		{"worker without server", []string{"worker"}, "--server: required"},
+		{"misspelled table", []string{"serve", "--config", writeConf(t, "[serv]\nlisten = \"127.0.0.1:0\"\n")}, "[serv]: unknown table"},
+		{"setting outside a table", []string{"serve", "--config", writeConf(t, "listen = \"127.0.0.1:0\"\n[serve]\n")}, "listen: a setting outside a table"},
+		{"remote workers without a worker identity", []string{"serve", "--remote-workers", "--tls-cert", "c", "--tls-key", "k", "--client-ca", "ca", "--allowed-domain", "tenant.example.org", "--state-dir", dir}, "--worker-allowed-domain"},
+		{"jwt remote workers without an audience", []string{"serve", "--remote-workers", "--tls-cert", "c", "--tls-key", "k", "--jwks-url", "https://sso.example.org/jwks", "--state-dir", dir}, "--worker-audience"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +46,15 @@ func TestServeAndWorkerRefuseBadSettings(t *testing.T) {
 			}
 		})
 	}
+}
+
+func writeConf(t *testing.T, data string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kib.toml")
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 var settingRE = regexp.MustCompile(`^[a-z_]+ = `)

@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/redact"
 	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/worker"
 )
@@ -30,6 +32,7 @@ type workerOptions struct {
 	caCert      string
 	clientCert  string
 	clientKey   string
+	tokenFile   string
 	logLevel    string
 }
 
@@ -67,6 +70,7 @@ gives the build to another worker once the lease expires.`,
 	f.StringVar(&o.caCert, "ca", "", "CA (PEM) to verify the server with")
 	f.StringVar(&o.clientCert, "client-cert", "", "client certificate (PEM) for mTLS")
 	f.StringVar(&o.clientKey, "client-key", "", "client key (PEM) for mTLS")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the worker's JWT (for a server with --jwks-url and --worker-audience)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -77,7 +81,7 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	log := slog.New(redact.Handler(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
 	cat, err := distro.Load(o.definitions)
 	if err != nil {
 		return err
@@ -108,14 +112,22 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 		}
 		tc.Certificates = []tls.Certificate{c}
 	}
+	var token string
+	if o.tokenFile != "" {
+		b, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
-	var builder jobs.Builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir}
+	var builder jobs.Builder = &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: o.cacheDir, AnyFile: true}
 	if tb := testBuilder(); tb != nil {
 		builder = tb
 	}
 	w := &worker.Remote{
-		Server: o.server, HTTP: &http.Client{Transport: tr}, Arch: o.arch, WorkDir: work, Heartbeat: o.heartbeat,
+		Server: o.server, HTTP: &http.Client{Transport: tr}, Arch: o.arch, WorkDir: work, Heartbeat: o.heartbeat, Token: token,
 		Builder: builder, Log: log,
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "kib worker: taking %s builds from %s\n", o.arch, o.server)

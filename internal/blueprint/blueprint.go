@@ -73,6 +73,8 @@ type Services struct {
 // Timezone is the image's time zone.
 type Timezone struct {
 	Timezone string `json:"timezone,omitempty" toml:"timezone"`
+	// NTPServers are the time servers systemd-timesyncd asks.
+	NTPServers []string `json:"ntpservers,omitempty" toml:"ntpservers"`
 }
 
 // Locale is the image's language.
@@ -99,6 +101,9 @@ type File struct {
 type Disk struct {
 	MinSize string `json:"minsize,omitempty" toml:"minsize"`
 }
+
+// ntpRE matches a host name, an IPv4 address or an IPv6 address.
+var ntpRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]{2,45})$`)
 
 // MaxFileSize bounds the data of one customization file.
 const MaxFileSize = 1 << 20
@@ -235,6 +240,13 @@ func (bp *Blueprint) Validate() error {
 	}
 	if t := c.Timezone; t != nil && t.Timezone != "" && !tzRE.MatchString(t.Timezone) {
 		bad("customizations.timezone.timezone", "%q is not a time zone name such as Europe/Prague", t.Timezone)
+	}
+	if t := c.Timezone; t != nil {
+		for i, s := range t.NTPServers {
+			if !ntpRE.MatchString(s) {
+				bad(fmt.Sprintf("customizations.timezone.ntpservers[%d]", i), "%q is not a host name or IP address", s)
+			}
+		}
 	}
 	if l := c.Locale; l != nil {
 		for i, lang := range l.Languages {

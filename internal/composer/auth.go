@@ -51,6 +51,10 @@ type JWTAuth struct {
 	TenantClaims []string
 	// HTTP fetches the JWKS; default http.DefaultClient.
 	HTTP *http.Client
+	// Audience, if set, must be in a token's aud claim. The worker API's
+	// JWTAuth sets it (e.g. "kib-worker"), so a tenant's token, issued
+	// for the compose API, is refused there.
+	Audience string
 
 	mu      sync.Mutex
 	keys    map[string]crypto.PublicKey
@@ -61,20 +65,9 @@ var _ Authenticator = (*JWTAuth)(nil)
 
 // Tenant implements Authenticator.
 func (a *JWTAuth) Tenant(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		if tok, ok = strings.CutPrefix(h, "bearer "); !ok {
-			return "", &Error{Code: ErrUnauthenticated, Err: errors.New("no bearer token")}
-		}
-	}
-	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		return a.key(r.Context(), kid)
-	}, jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}), jwt.WithExpirationRequired())
+	claims, err := a.verify(r)
 	if err != nil {
-		return "", &Error{Code: ErrUnauthenticated, Err: fmt.Errorf("verifying JWT: %w", err)}
+		return "", err
 	}
 	for _, c := range a.TenantClaims {
 		if v, ok := claims[c]; ok {
@@ -84,6 +77,47 @@ func (a *JWTAuth) Tenant(r *http.Request) (string, error) {
 		}
 	}
 	return "", apiErr(ErrTenantNotFound, "none of the claims "+strings.Join(a.TenantClaims, ", ")+" is set")
+}
+
+// Admit admits a request whose token verifies (signature, expiry and, if
+// set, Audience), whatever its tenant: the worker API's check.
+func (a *JWTAuth) Admit(r *http.Request) error {
+	_, err := a.verify(r)
+	return err
+}
+
+// Admit admits a request whose client certificate matches AllowedDomains:
+// the worker API's check, with a list separate from the tenants'.
+func (a *MTLSAuth) Admit(r *http.Request) error {
+	_, err := a.Tenant(r)
+	return err
+}
+
+func (a *JWTAuth) verify(r *http.Request) (jwt.MapClaims, error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		if tok, ok = strings.CutPrefix(h, "bearer "); !ok {
+			return nil, &Error{Code: ErrUnauthenticated, Err: errors.New("no bearer token")}
+		}
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		return a.key(r.Context(), kid)
+	}, a.parserOptions()...)
+	if err != nil {
+		return nil, &Error{Code: ErrUnauthenticated, Err: fmt.Errorf("verifying JWT: %w", err)}
+	}
+	return claims, nil
+}
+
+func (a *JWTAuth) parserOptions() []jwt.ParserOption {
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}), jwt.WithExpirationRequired()}
+	if a.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.Audience))
+	}
+	return opts
 }
 
 // key returns the key kid, fetching the JWKS again (at most every 10s)

@@ -99,6 +99,24 @@ func TestJWTAuth(t *testing.T) {
 	if status, _ := call("", "GET", "/errors", ""); status != 200 {
 		t.Errorf("/errors must be public: %d", status)
 	}
+
+	// The worker API admits tokens for its audience only: a tenant's token
+	// is refused there.
+	workers := &composer.JWTAuth{KeysURL: jwks.URL, Audience: "kib-worker"}
+	admit := func(token string) error {
+		r := httptest.NewRequest("POST", "/api/worker/v1/jobs", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		return workers.Admit(r)
+	}
+	if err := admit(orgA); err == nil {
+		t.Error("a tenant's token was admitted to the worker API")
+	}
+	if err := admit(sign(key, jwt.MapClaims{"aud": "kib-worker", "sub": "worker-1", "exp": exp})); err != nil {
+		t.Errorf("a worker's token: %v", err)
+	}
+	if err := admit(sign(other, jwt.MapClaims{"aud": "kib-worker", "exp": exp})); err == nil {
+		t.Error("a worker token signed by an unknown key was admitted")
+	}
 }
 
 func TestMTLSAuth(t *testing.T) {

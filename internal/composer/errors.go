@@ -1,13 +1,17 @@
 package composer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
+
+	"github.com/kib-project/kib/internal/redact"
 )
 
 // Service error codes; numbers, HTTP statuses and reasons are
@@ -160,11 +164,19 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, opID s
 	writeJSON(w, info.status, newErrorBody(e.Code, opID, e.Details))
 }
 
+// writeJSON writes v with credentials redacted: job errors may quote URLs
+// that carried a Koji session or a password.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	_ = enc.Encode(v)
+	_, _ = io.WriteString(w, redact.String(buf.String()))
 }
 
 func errorCodes() []int {

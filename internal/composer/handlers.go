@@ -3,6 +3,7 @@ package composer
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ func (s *Server) postCompose(w http.ResponseWriter, r *http.Request, rc *reqCont
 	if err != nil {
 		return err
 	}
-	c, err := toCompose(s.cfg.Distros, req, rc.tenant, rc.body, s.cfg.UploadTargets)
+	c, err := s.toCompose(req, rc.tenant, rc.body)
 	if err != nil {
 		return err
 	}
@@ -217,16 +218,22 @@ func (s *Server) getComposeMetadata(w http.ResponseWriter, r *http.Request, rc *
 		return nil
 	}
 	b := c.Builds[0]
-	ref["packages"] = packagesFromManifest(b.Manifest)
+	pkgs, err := packagesFromManifest(b.Manifest)
+	if err != nil {
+		return internalErr(ErrInternal, fmt.Errorf("compose %s: %w", c.ID, err))
+	}
+	ref["packages"] = pkgs
 	writeJSON(w, http.StatusOK, ref)
 	return nil
 }
 
 // packagesFromManifest lists the pinned packages of a kib manifest in
 // composer's PackageMetadata shape, with type "deb".
-func packagesFromManifest(man json.RawMessage) []map[string]any {
+func packagesFromManifest(man json.RawMessage) ([]map[string]any, error) {
 	var m manifest.Manifest
-	_ = json.Unmarshal(man, &m)
+	if err := json.Unmarshal(man, &m); err != nil {
+		return nil, fmt.Errorf("reading the build's manifest: %w", err)
+	}
 	out := []map[string]any{}
 	for _, p := range m.Sources.Debs {
 		version, release := p.Version, ""
@@ -235,7 +242,16 @@ func packagesFromManifest(man json.RawMessage) []map[string]any {
 		}
 		out = append(out, map[string]any{"type": "deb", "name": p.Name, "version": version, "release": release, "arch": p.Arch, "sigmd5": "", "checksum": "sha256:" + p.SHA256})
 	}
-	return out
+	return out, nil
+}
+
+// buildResult reads a finished build job's result.
+func buildResult(b *jobs.JobInfo) (*jobs.BuildJobResult, error) {
+	var res jobs.BuildJobResult
+	if err := json.Unmarshal(b.Result, &res); err != nil {
+		return nil, fmt.Errorf("job %s: reading its result: %w", b.ID, err)
+	}
+	return &res, nil
 }
 
 func (s *Server) getComposeSBOMs(w http.ResponseWriter, r *http.Request, rc *reqContext) error {
@@ -245,9 +261,15 @@ func (s *Server) getComposeSBOMs(w http.ResponseWriter, r *http.Request, rc *req
 	}
 	items := make([][]map[string]any, 0, len(c.Builds))
 	for _, b := range c.Builds {
-		var res jobs.BuildJobResult
-		_ = json.Unmarshal(b.Result, &res)
 		list := []map[string]any{}
+		if len(b.Result) == 0 {
+			items = append(items, list)
+			continue
+		}
+		res, err := buildResult(b)
+		if err != nil {
+			return internalErr(ErrInternal, err)
+		}
 		for _, a := range res.Artifacts {
 			if a.Kind != "sbom" {
 				continue
@@ -273,8 +295,10 @@ func (s *Server) getComposeDownload(w http.ResponseWriter, r *http.Request, rc *
 		return apiErr(ErrArtifactNotFound, "the compose has not succeeded")
 	}
 	b := c.Builds[0]
-	var res jobs.BuildJobResult
-	_ = json.Unmarshal(b.Result, &res)
+	res, err := buildResult(b)
+	if err != nil {
+		return internalErr(ErrInternal, err)
+	}
 	for _, a := range res.Artifacts {
 		if a.Kind == "image" {
 			f, err := os.Open(filepath.Join(s.cfg.Queue.ArtifactDir(b.ID), filepath.Base(a.Name)))
@@ -284,7 +308,10 @@ func (s *Server) getComposeDownload(w http.ResponseWriter, r *http.Request, rc *
 			defer f.Close()
 			w.Header().Set("Content-Type", "application/octet-stream")
 			w.Header().Set("Content-Disposition", "attachment; filename="+strconv.Quote(a.Name))
-			fi, _ := f.Stat()
+			fi, err := f.Stat()
+			if err != nil {
+				return internalErr(ErrArtifactNotFound, err)
+			}
 			http.ServeContent(w, r, a.Name, fi.ModTime(), f)
 			return nil
 		}

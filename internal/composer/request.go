@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/google/uuid"
 	"net/url"
@@ -12,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/kib-project/kib/internal/blueprint"
-	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/resolve"
 )
 
 // ComposeRequest is the body of POST /compose.
@@ -283,7 +284,8 @@ func newSeed() int64 {
 
 // toCompose checks a decoded request against the distro catalog and maps it
 // to a jobs.Compose.
-func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []byte, supported func(string) bool) (*jobs.Compose, error) {
+func (s *Server) toCompose(req *ComposeRequest, tenant string, body []byte) (*jobs.Compose, error) {
+	cat := s.cfg.Distros
 	if req.Customizations != nil && len(req.Blueprint) > 0 {
 		return nil, apiErr(ErrMixedCustomizations, nil)
 	}
@@ -313,6 +315,12 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 		u, err := url.Parse(k.Server)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return nil, apiErr(ErrValidationError, fmt.Sprintf("koji.server: must be an http(s) URL, got %q", k.Server))
+		}
+		if s.cfg.KojiServer == "" {
+			return nil, apiErr(ErrInvalidRequest, "koji: this service has no Koji hub configured")
+		}
+		if !SameHub(k.Server, s.cfg.KojiServer) {
+			return nil, apiErr(ErrInvalidRequest, fmt.Sprintf("koji.server: %q is not the hub this service imports into (%s)", k.Server, s.cfg.KojiServer))
 		}
 		c.Koji = &jobs.KojiTarget{Server: k.Server, TaskID: k.TaskID, Name: k.Name, Version: k.Version, Release: k.Release}
 	}
@@ -352,6 +360,14 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 			return nil, apiErr(ErrInvalidRequest, fmt.Sprintf("%s: a second %s image for %s would have the same Koji file name", field, ir.ImageType, ir.Architecture))
 		}
 		seen[key] = true
+		if ir.Size > 0 {
+			if it.Recipe != "disk" {
+				return nil, apiErr(ErrInvalidRequest, fmt.Sprintf("%s.size: image type %q is not a disk image; it has no size", field, ir.ImageType))
+			}
+			if ir.Size < minDiskSize || ir.Size > maxDiskSize {
+				return nil, apiErr(ErrValidationError, fmt.Sprintf("%s.size: %d bytes is outside %d (512 MiB) to %d (64 TiB)", field, ir.Size, uint64(minDiskSize), uint64(maxDiskSize)))
+			}
+		}
 		img := jobs.ImageRequest{
 			Arch: ir.Architecture, ImageType: name, APIImageType: ir.ImageType,
 			Filename: it.Filename, Export: it.Export, BootMode: it.BootMode, Size: ir.Size, Blueprint: bp,
@@ -376,10 +392,30 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 			if r.RHSM {
 				return nil, apiErr(ErrInvalidRequest, rf+".rhsm: not supported for Debian repositories")
 			}
-			img.Repositories = append(img.Repositories, jobs.Repository{
-				BaseURL: strings.ReplaceAll(r.BaseURL, "$arch", ir.Architecture), PackageSets: r.PackageSets,
-				CheckGPG: r.CheckGPG, GPGKey: r.GPGKey, IgnoreSSL: r.IgnoreSSL, CheckRepoGPG: r.CheckRepoGPG,
-			})
+			if r.IgnoreSSL {
+				return nil, apiErr(ErrInvalidRequest, rf+".ignore_ssl: not supported; kib always verifies TLS and the repository's signature")
+			}
+			if r.ModuleHotfixes {
+				return nil, apiErr(ErrInvalidRequest, rf+".module_hotfixes: DNF modules do not exist in Debian repositories")
+			}
+			sets := r.PackageSets
+			if j >= len(ir.Repositories) {
+				// composer: payload repositories serve the image type's
+				// payload package sets.
+				sets = []string{"blueprint"}
+			}
+			repo := jobs.Repository{
+				BaseURL: strings.ReplaceAll(r.BaseURL, "$arch", ir.Architecture), PackageSets: sets,
+				CheckGPG: r.CheckGPG, GPGKey: r.GPGKey, CheckRepoGPG: r.CheckRepoGPG,
+			}
+			if err := s.resolver.CheckRepository(rf, resolve.Repository{Source: repo.BaseURL, GPGKey: repo.GPGKey, CheckGPG: repo.CheckGPG, PackageSets: repo.PackageSets}); err != nil {
+				var re *resolve.Error
+				if errors.As(err, &re) {
+					return nil, apiErr(ErrInvalidRequest, re.Error())
+				}
+				return nil, apiErr(ErrInvalidRequest, err.Error())
+			}
+			img.Repositories = append(img.Repositories, repo)
 		}
 		rule := rulesFor(name)
 		// The order of targets follows composer: upload_targets are
@@ -393,7 +429,7 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 			if err != nil {
 				return nil, err
 			}
-			if opts, err = targetDefaults(tf, t.Type, opts, req.Distribution, supported); err != nil {
+			if opts, err = targetDefaults(tf, t.Type, opts, req.Distribution, s.cfg.UploadTargets); err != nil {
 				return nil, err
 			}
 			img.Targets = append([]jobs.UploadTarget{{Type: t.Type, Options: opts}}, img.Targets...)
@@ -406,7 +442,7 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 			if err != nil {
 				return nil, err
 			}
-			if opts, err = targetDefaults(field+".upload_options", rule.def, opts, req.Distribution, supported); err != nil {
+			if opts, err = targetDefaults(field+".upload_options", rule.def, opts, req.Distribution, s.cfg.UploadTargets); err != nil {
 				return nil, err
 			}
 			img.Targets = append(img.Targets, jobs.UploadTarget{Type: rule.def, Options: opts})
@@ -414,6 +450,24 @@ func toCompose(cat *distro.Catalog, req *ComposeRequest, tenant string, body []b
 		c.Images = append(c.Images, img)
 	}
 	return c, nil
+}
+
+// Disk sizes kib builds: the engine's smallest bootable disk, and a bound
+// far above any cloud's image size that keeps the arithmetic safe.
+const (
+	minDiskSize = 512 << 20
+	maxDiskSize = 64 << 40
+)
+
+// SameHub reports whether two Koji hub URLs name the same hub: scheme and
+// host compared without case, a trailing "/" ignored.
+func SameHub(a, b string) bool {
+	ua, err1 := url.Parse(strings.TrimRight(a, "/"))
+	ub, err2 := url.Parse(strings.TrimRight(b, "/"))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) && ua.Path == ub.Path && ua.RawQuery == ub.RawQuery
 }
 
 func toBlueprint(cz *Customizations) (json.RawMessage, error) {
@@ -432,10 +486,10 @@ func toBlueprint(cz *Customizations) (json.RawMessage, error) {
 		c.User = append(c.User, blueprint.User{Name: u.Name, Groups: u.Groups, Key: u.Key, Password: u.Password})
 	}
 	if cz.Timezone != nil {
-		c.Timezone = &blueprint.Timezone{Timezone: cz.Timezone.Timezone}
+		c.Timezone = &blueprint.Timezone{Timezone: cz.Timezone.Timezone, NTPServers: cz.Timezone.NTPServers}
 	}
 	if cz.Locale != nil {
-		c.Locale = &blueprint.Locale{Languages: cz.Locale.Languages}
+		c.Locale = &blueprint.Locale{Languages: cz.Locale.Languages, Keyboard: cz.Locale.Keyboard}
 	}
 	if cz.Services != nil {
 		if len(cz.Services.Masked) > 0 {
@@ -444,6 +498,9 @@ func toBlueprint(cz *Customizations) (json.RawMessage, error) {
 		c.Services = &blueprint.Services{Enabled: cz.Services.Enabled, Disabled: cz.Services.Disabled}
 	}
 	bp.Customizations = c
+	if err := bp.Validate(); err != nil {
+		return nil, apiErr(ErrInvalidCustomization, err.Error())
+	}
 	b, err := json.Marshal(bp)
 	if err != nil {
 		return nil, internalErr(ErrInternal, err)

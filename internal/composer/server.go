@@ -25,6 +25,7 @@ import (
 	"github.com/kib-project/kib/api"
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/jobs"
+	"github.com/kib-project/kib/internal/resolve"
 )
 
 const basePath = "/api/image-builder-composer/v2"
@@ -58,6 +59,13 @@ type Config struct {
 	// target (aws, aws.s3, ...); composes naming another are refused at
 	// POST with error 38. Nil: only "local".
 	UploadTargets func(target string) bool
+	// KojiServer is the Koji hub this service imports into; a compose
+	// naming another hub is refused at POST, and without one every Koji
+	// compose is.
+	KojiServer string
+	// FileRepositories are the directories file: repositories may name; a
+	// file: repository elsewhere, or any when empty, is refused.
+	FileRepositories []string
 }
 
 // Server is the compose API handler.
@@ -67,6 +75,8 @@ type Server struct {
 	doc      *openapi3.T
 	specJSON []byte
 	routes   []route
+	// resolver checks repositories the way the builds will resolve them.
+	resolver *resolve.Resolver
 }
 
 type route struct {
@@ -106,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("composer: OpenAPI document to JSON: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, doc: doc, specJSON: specJSON}
+	s := &Server{cfg: cfg, log: cfg.Log, doc: doc, specJSON: specJSON, resolver: &resolve.Resolver{FileRoots: cfg.FileRepositories}}
 	s.routes = []route{
 		{method: "GET", path: "/openapi", public: true, handle: s.getOpenapi},
 		{method: "GET", path: "/errors", public: true, validate: true, handle: s.getErrorList},

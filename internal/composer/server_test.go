@@ -57,7 +57,7 @@ func setupUploads(t *testing.T, backend string, auth composer.Authenticator, koj
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, UploadTargets: ups.Supports})
+	h, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, UploadTargets: ups.Supports, KojiServer: "https://koji.example.org/kojihub", FileRepositories: []string{"/srv/kib-repos"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func do(t *testing.T, b *testBundle, method, path, contentType, body string) (in
 }
 
 const kojiBody = `{"distribution":"debian-12",
- "koji":{"name":"Debian-Cloud","version":"12","release":"1","server":"https://koji.example/kojihub","task_id":99},
+ "koji":{"name":"Debian-Cloud","version":"12","release":"1","server":"https://koji.example.org/kojihub","task_id":99},
  "image_requests":[{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"http://deb.debian.org/debian","rhsm":false}]},
                    {"architecture":"x86_64","image_type":"container","repositories":[{"baseurl":"http://deb.debian.org/debian","rhsm":false}]}]}`
 
@@ -149,6 +149,25 @@ func TestErrors(t *testing.T) {
 		{"s3 options unknown field", "POST", "/compose", "application/json", img(`,"upload_options":{"region":"r","bucket_name":"x"}`), 400, "30", "bucket_name"},
 		{"unsupported customization", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"fips":{"enabled":true}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "30", "fips"},
 		{"customization kib lacks", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"files":[{"path":"/etc/x"}]},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "35", "customizations.files"},
+		// What kib cannot do is refused at POST, naming the field.
+		{"ignore_ssl", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"http://x/debian","ignore_ssl":true}]}}`, 400, "42", "repositories[0].ignore_ssl"},
+		{"module_hotfixes", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"http://x/debian","module_hotfixes":true}]}}`, 400, "42", "repositories[0].module_hotfixes"},
+		{"gpgkey not a key", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"http://x/debian","check_gpg":true,"gpgkey":"https://x/key.asc"}]}}`, 400, "42", "repositories[0].gpgkey"},
+		{"package set kib lacks", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"http://x/debian","package_sets":["installer"]}]}}`, 400, "42", "repositories[0].package_sets"},
+		{"size of a tar", "POST", "/compose", "application/json", img(`,"size":4294967296`), 400, "42", "image_request.size"},
+		{"size too small", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"qcow2","repositories":[],"size":1024}}`, 400, "30", "image_request.size"},
+		{"unknown timezone key", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"timezone":{"zone":"UTC"}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "30", "zone"},
+		{"unknown locale key", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"locale":{"keymap":"de"}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "30", "keymap"},
+		{"bad ntp server", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"timezone":{"ntpservers":["a b"]}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "35", "ntpservers[0]"},
+		{"bad keyboard", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"locale":{"keyboard":"de;rm"}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "35", "keyboard"},
+		// Upload targets kib does not serve yet are refused, not failed
+		// after the build.
+		{"aws.s3 not served", "POST", "/compose", "application/json", img(`,"upload_options":{"region":"eu-west-1"}`), 400, "38", "aws.s3"},
+		{"aws not served", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"ami","repositories":[],"upload_targets":[{"type":"aws","upload_options":{"region":"eu-west-1","share_with_accounts":[]}}]}}`, 400, "38", "not available"},
+		{"another koji hub", "POST", "/compose", "application/json", strings.Replace(kojiBody, "koji.example.org", "koji.elsewhere.org", 1), 400, "42", "koji.server"},
+		// file: repositories only from the allow-listed directory.
+		{"file repo", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"file:///etc"}]}}`, 400, "42", "repositories[0].baseurl"},
+		{"file repo escaping", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"file:///srv/kib-repos/../../etc"}]}}`, 400, "42", "repositories[0].baseurl"},
 		{"bad compose id", "GET", "/composes/not-a-uuid", "", "", 400, "14", ""},
 		{"unknown compose", "GET", "/composes/8ee2a8e0-9f32-4fa3-9c16-8b2b2ec3a3a4", "", "", 404, "15", ""},
 		{"unknown compose logs", "GET", "/composes/8ee2a8e0-9f32-4fa3-9c16-8b2b2ec3a3a4/logs", "", "", 404, "15", ""},

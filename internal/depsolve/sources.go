@@ -325,9 +325,6 @@ func ParseRepoFlag(s, defSuite string, defComponents []string) (Repo, error) {
 	if r.Flat() {
 		r.Components = nil
 	}
-	if strings.HasPrefix(r.URL, "file:") {
-		r.Trusted = true
-	}
 	if err := r.Validate(); err != nil {
 		return Repo{}, fmt.Errorf("--repo %q: %w", s, err)
 	}

@@ -88,7 +88,10 @@ func TestParseRepoFlag(t *testing.T) {
 	}{
 		{in: "http://m/debian", want: "deb http://m/debian bookworm main"},
 		{in: "http://m/debian/ trixie main contrib", want: "deb http://m/debian trixie main contrib"},
-		{in: "file:///srv/repo ./", want: "deb [trusted=yes] file:///srv/repo ./"},
+		// A file: repository is verified like any other unless the user
+		// says trusted=yes: the scheme earns no trust.
+		{in: "file:///srv/repo ./", want: "deb file:///srv/repo ./"},
+		{in: "[trusted=yes] file:///srv/repo ./", want: "deb [trusted=yes] file:///srv/repo ./"},
 		{in: "[signed-by=/k.gpg] https://m/debian", want: "deb [signed-by=/k.gpg] https://m/debian bookworm main"},
 		{in: "", wantErr: "want"},
 		{in: "ftp://m/debian", wantErr: "scheme"},

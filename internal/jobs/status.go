@@ -17,8 +17,10 @@ const (
 	ErrIDJobDependency        = 26
 	ErrIDJobMissingHeartbeat  = 27
 	ErrIDTargetError          = 28
-	ErrIDUploadingImage       = 11
 	ErrIDManifestGeneration   = 8
+	ErrIDParsingDynamicArgs   = 7
+	ErrIDUploadingImage       = 11
+	ErrIDParsingJobArgs       = 29
 )
 
 // dependencyErrors are the job error ids that mean "a dependency failed";
@@ -175,7 +177,7 @@ func decodeError(raw json.RawMessage) *JobError {
 		JobError *JobError `json:"job_error"`
 	}
 	if json.Unmarshal(raw, &r) != nil {
-		return &JobError{ID: 7, Reason: "unparseable job result"}
+		return &JobError{ID: ErrIDParsingDynamicArgs, Reason: "unparseable job result"}
 	}
 	return r.JobError
 }

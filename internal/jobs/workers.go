@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/riverqueue/river"
+
+	"github.com/kib-project/kib/internal/redact"
 )
 
 // KojiInitJob is the River job that reserves a Koji build.
@@ -180,8 +182,9 @@ func (q *Queue) storeResult(ctx context.Context, j *jobRow, out *stepOutput) err
 		if err := lockCompose(ctx, tx, j.ComposeID); err != nil {
 			return err
 		}
+		// Errors may quote URLs with credentials: none is stored.
 		r, err := tx.ExecContext(ctx, `UPDATE kib_job SET result = $1, manifest = $2, finished_at = $3, owner = NULL, heartbeat_at = NULL WHERE id = $4 AND finished_at IS NULL`,
-			string(res), man, micros(time.Now()), j.ID)
+			redact.String(string(res)), man, micros(time.Now()), j.ID)
 		if err != nil {
 			return fmt.Errorf("storing result: %w", err)
 		}
@@ -253,7 +256,7 @@ func (q *Queue) observe(kind string, start time.Time, failure string) {
 func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
 	var a initArgs
 	if err := json.Unmarshal(j.Args, &a); err != nil {
-		return &stepOutput{Result: InitResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+		return &stepOutput{Result: InitResult{JobError: &JobError{ID: ErrIDParsingJobArgs, Reason: "parsing job args: " + err.Error()}}}, nil
 	}
 	// A reservation stored by an earlier attempt is reused: a retry must not
 	// reserve a second build.
@@ -315,7 +318,7 @@ func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepO
 func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
 	var a buildArgs
 	if err := json.Unmarshal(j.Args, &a); err != nil {
-		return &stepOutput{Result: BuildJobResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+		return &stepOutput{Result: BuildJobResult{JobError: &JobError{ID: ErrIDParsingJobArgs, Reason: "parsing job args: " + err.Error()}}}, nil
 	}
 	r := BuildJobResult{
 		Arch: a.Image.Arch, HostOS: "linux", ImageBootMode: a.Image.BootMode,
@@ -417,7 +420,7 @@ func (q *Queue) watchInit(ctx context.Context, initID string) (context.Context, 
 func (q *Queue) kojiFinalize(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {
 	var a finalizeArgs
 	if err := json.Unmarshal(j.Args, &a); err != nil {
-		return &stepOutput{Result: FinalizeResult{JobError: &JobError{ID: 29, Reason: "parsing job args: " + err.Error()}}}, nil
+		return &stepOutput{Result: FinalizeResult{JobError: &JobError{ID: ErrIDParsingJobArgs, Reason: "parsing job args: " + err.Error()}}}, nil
 	}
 	ir := initResult(c)
 	refund := func(je *JobError) (*stepOutput, error) {

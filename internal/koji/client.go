@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kib-project/kib/internal/redact"
 )
 
 // RetryPolicy says how calls are retried after transport errors (connection
@@ -487,7 +489,7 @@ func (c *Client) post(ctx context.Context, subpath string, query url.Values, met
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
 	if err != nil {
-		return nil, &TransportError{Method: method, Err: err}
+		return nil, &TransportError{Method: method, Err: redact.Err(err)}
 	}
 	req.ContentLength = size
 	for k, vs := range auth.hdr {
@@ -496,7 +498,13 @@ func (c *Client) post(ctx context.Context, subpath string, query url.Values, met
 	req.Header.Set("Content-Type", ctype)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, &TransportError{Method: method, Err: err}
+		// The URL may carry the session (session-id, session-key): it
+		// must not reach error strings.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redact.String(ue.URL)
+		}
+		return nil, &TransportError{Method: method, Err: redact.Err(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -466,3 +466,27 @@ func TestLoginFailsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionKeyNeverInErrors: with a hub that takes the session in the
+// query string, a failed call's error does not quote the session key.
+func TestSessionKeyNeverInErrors(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{LegacySessions: true})
+	hub.AddUser("alice", "secret")
+	policy := fastRetry
+	policy.MaxRetries = -1
+	c, _ := koji.New(hub.URL, koji.Options{Retry: policy})
+	ctx := context.Background()
+	if err := c.Login(ctx, "alice", "secret"); err != nil {
+		t.Fatal(err)
+	}
+	_, key := c.SessionID()
+	hub.Server.CloseClientConnections()
+	hub.Server.Close()
+	_, err := c.Call(ctx, "getLoggedInUser")
+	if err == nil {
+		t.Fatal("a call to a closed hub succeeded")
+	}
+	if key == "" || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "session-key=REDACTED") {
+		t.Errorf("error = %q; must not contain the session key %q", err, key)
+	}
+}

@@ -61,7 +61,9 @@ func ReadImage(path string) (*Image, error) {
 	if _, err := os.Stat(im.Manifest); err != nil {
 		return nil, fmt.Errorf("image %s: manifest %s is missing", path, im.Manifest)
 	}
-	im.SBOMs, _ = filepath.Glob(im.Path + ".*.spdx.json")
+	if im.SBOMs, err = sbomsBeside(im.Path); err != nil {
+		return nil, fmt.Errorf("image %s: %w", path, err)
+	}
 	// kib build writes its log beside the image; it becomes the build's
 	// log on the hub (getBuildLogs).
 	if l := im.Path + ".build.log"; fileExists(l) {
@@ -73,6 +75,28 @@ func ReadImage(path string) (*Image, error) {
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
+}
+
+// sbomsBeside lists the SBOMs written beside image, <image>.*.spdx.json,
+// sorted. The directory is read rather than globbed, so that a path with
+// glob characters ("[", "*") finds its SBOMs too.
+func sbomsBeside(image string) ([]string, error) {
+	dir, base := filepath.Split(image)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing SBOMs: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.IsDir() && len(n) > len(base)+len(".spdx.json")+1 && strings.HasPrefix(n, base+".") && strings.HasSuffix(n, ".spdx.json") {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	return out, nil
 }
 
 // Importer talks to one hub as content generator CG.

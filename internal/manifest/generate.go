@@ -31,6 +31,18 @@ type Request struct {
 	// Size, if set, is the disk size in bytes of a disk image; it overrides
 	// the blueprint's customizations.disk.minsize and the definition's size.
 	Size *int64
+	// Keyrings are the keys of repositories that are not signed by the
+	// distro's keyring: Repos name them by HostPath, the image's apt
+	// sources by ImagePath, where the image gets a copy.
+	Keyrings []Keyring
+}
+
+// Keyring is an OpenPGP key file a repository is verified with.
+type Keyring struct {
+	HostPath  string
+	ImagePath string
+	// Data is the ASCII-armored key.
+	Data string
 }
 
 // Solver resolves package sets; *depsolve.Solver is one.
@@ -84,6 +96,9 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		return nil, errors.New("request: no repositories")
 	}
 	c := customizations(def, req.Blueprint)
+	for _, k := range req.Keyrings {
+		c.files = append(c.files, stages.FileSpec{Path: k.ImagePath, Data: k.Data, Mode: "0644"})
+	}
 	var disk *stages.HybridDisk
 	if it.Recipe == "disk" {
 		if disk, err = hybridDisk(it, req, c); err != nil {
@@ -145,13 +160,13 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 	}{
 		{"mmdebstrap", stages.Mmdebstrap{Suite: def.Codename, Packages: names, Debs: debs}, true},
 		{"hostname", stages.Hostname{Hostname: c.hostname}, true},
-		{"timezone", stages.Timezone{Zone: c.timezone}, true},
+		{"timezone", stages.Timezone{Zone: c.timezone, NTPServers: c.ntpServers}, true},
 		{"locale", stages.Locale{Language: c.language, Keyboard: c.keyboard}, true},
 		{"users", stages.Users{Groups: c.groups, Users: c.users}, len(c.users)+len(c.groups) > 0},
 		{"files", stages.Files{Files: c.files}, len(c.files) > 0},
 		{"services", stages.Services{Enabled: c.enabled, Disabled: c.disabled}, len(c.enabled)+len(c.disabled) > 0},
 		{"fstab", fstab, disk != nil},
-		{"debian-finalize", stages.DebianFinalize{Sources: imageSources(req.Repos), KernelCmdline: kernelCmdline(disk, c.cmdline)}, true},
+		{"debian-finalize", stages.DebianFinalize{Sources: imageSources(req.Repos, req.Keyrings), KernelCmdline: kernelCmdline(disk, c.cmdline)}, true},
 	}
 	for _, s := range steps {
 		if s.when {
@@ -189,13 +204,20 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 }
 
 // imageSources are the apt sources the image keeps: the request's
-// repositories, minus file:// ones that only exist on the build host.
-func imageSources(repos []depsolve.Repo) []string {
+// repositories, minus file:// ones that only exist on the build host, with
+// the image's copies of their keyrings.
+func imageSources(repos []depsolve.Repo, keys []Keyring) []string {
 	var out []string
 	for _, r := range repos {
-		if !strings.HasPrefix(r.URL, "file:") {
-			out = append(out, r.Line())
+		if strings.HasPrefix(r.URL, "file:") {
+			continue
 		}
+		for _, k := range keys {
+			if r.SignedBy == k.HostPath {
+				r.SignedBy = k.ImagePath
+			}
+		}
+		out = append(out, r.Line())
 	}
 	return out
 }
@@ -203,6 +225,7 @@ func imageSources(repos []depsolve.Repo) []string {
 type custom struct {
 	minSize                                         int64
 	hostname, timezone, language, keyboard, cmdline string
+	ntpServers                                      []string
 	users                                           []stages.UserSpec
 	groups                                          []stages.GroupSpec
 	files                                           []stages.FileSpec
@@ -236,6 +259,10 @@ func customizations(def *distro.Definition, bp *blueprint.Blueprint) custom {
 		if c.timezone != "UTC" && c.timezone != "Etc/UTC" {
 			c.extraPackages = append(c.extraPackages, "tzdata")
 		}
+	}
+	if bc.Timezone != nil && len(bc.Timezone.NTPServers) > 0 {
+		c.ntpServers = bc.Timezone.NTPServers
+		c.extraPackages = append(c.extraPackages, "systemd-timesyncd")
 	}
 	if bc.Locale != nil {
 		if len(bc.Locale.Languages) > 0 {

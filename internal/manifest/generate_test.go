@@ -69,7 +69,7 @@ func TestGenerate(t *testing.T) {
 		debtest.Pkg{Name: "kib-b", Version: "2.0"},
 		debtest.Pkg{Name: "kib-extra", Version: "0.1"},
 	)
-	repos, err := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	repos, err := ResolveRepos(def, nil, []string{"[trusted=yes] file://" + repo + " ./"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestGenerateErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := debtest.Repo(t, debtest.Pkg{Name: "kib-a", Version: "1.0"})
-	repos, _ := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	repos, _ := ResolveRepos(def, nil, []string{"[trusted=yes] file://" + repo + " ./"})
 	solver := &depsolve.Solver{CacheDir: t.TempDir()}
 	tests := []struct {
 		name string
@@ -179,7 +179,7 @@ func TestGenerateDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := debtest.Repo(t, debtest.Pkg{Name: "kib-a", Version: "1.0"})
-	repos, _ := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	repos, _ := ResolveRepos(def, nil, []string{"[trusted=yes] file://" + repo + " ./"})
 	solver := &depsolve.Solver{CacheDir: t.TempDir()}
 	bp := &blueprint.Blueprint{Customizations: &blueprint.Customizations{
 		Kernel: &blueprint.Kernel{Append: "quiet"}, Disk: &blueprint.Disk{MinSize: "2GiB"}}}

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,9 +174,13 @@ func (h *Handler) requestJob(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	t, err := h.Dispatcher.take(ctx, req.Arch)
-	if err != nil {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		// The poll timed out: no job came.
 		writeJSON(w, http.StatusNoContent, nil)
 		return nil
+	case err != nil:
+		return fmt.Errorf("waiting for a job: %w", err)
 	}
 	loc := BasePath + "/jobs/" + t.token
 	args := *t.args
@@ -198,13 +204,18 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, token, name str
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r.Body); err != nil {
+	// The server hashes what it received; the worker's report is only
+	// compared with it (updateJob).
+	hash := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, hash), r.Body)
+	if err != nil {
 		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
+	t.received(name, hex.EncodeToString(hash.Sum(nil)), n)
 	_ = h.Dispatcher.heartbeat(token)
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -229,11 +240,20 @@ func (h *Handler) updateJob(w http.ResponseWriter, r *http.Request, token string
 		br := &jobs.BuildResult{Manifest: u.Result.Manifest, Log: u.Result.Log}
 		for _, a := range u.Result.Artifacts {
 			p := filepath.Join(t.args.OutputDir, filepath.Base(a.Name))
-			sum, size, err := sha256File(p)
-			if err != nil || sum != a.SHA256 || size != a.Size {
-				return fmt.Errorf("%w: artifact %s: not uploaded or checksum mismatch", errBody, a.Name)
+			got, ok := t.upload(filepath.Base(a.Name))
+			if !ok {
+				return fmt.Errorf("%w: artifact %s: not uploaded", errBody, a.Name)
 			}
-			a.Path = p
+			// The file on disk must still be what was received, and what the
+			// worker says it sent.
+			sum, size, err := sha256File(p)
+			if err != nil || sum != got.sha256 || size != got.size {
+				return fmt.Errorf("%w: artifact %s: changed since it was received", errBody, a.Name)
+			}
+			if a.SHA256 != got.sha256 || a.Size != got.size {
+				return fmt.Errorf("%w: artifact %s: the worker reports sha256 %s (%d bytes), the server received %s (%d bytes)", errBody, a.Name, a.SHA256, a.Size, got.sha256, got.size)
+			}
+			a.SHA256, a.Size, a.Path = got.sha256, got.size, p
 			br.Artifacts = append(br.Artifacts, a)
 		}
 		res.res = br

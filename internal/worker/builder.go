@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,7 +17,7 @@ import (
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/engine"
 	"github.com/kib-project/kib/internal/jobs"
-	"github.com/kib-project/kib/internal/manifest"
+	"github.com/kib-project/kib/internal/resolve"
 	"github.com/kib-project/kib/internal/store"
 )
 
@@ -27,8 +28,44 @@ type EngineBuilder struct {
 	Distros *distro.Catalog
 	// Store is the engine's content-addressed cache.
 	Store *store.Store
-	// CacheDir keeps apt's metadata between builds.
+	// CacheDir keeps apt's metadata between builds, and the keyrings of
+	// requests' repositories.
 	CacheDir string
+	// FileRoots are the directories file: repositories may be under
+	// (resolve.Resolver.FileRoots); AnyFile allows them all (a remote
+	// worker trusts its server, which checked the request).
+	FileRoots []string
+	AnyFile   bool
+}
+
+// Request maps a build job to the resolver's request: the one place where
+// the compose service's image request becomes kib's.
+func Request(a *jobs.BuildArgs) (*resolve.Request, error) {
+	seed := a.Seed
+	req := &resolve.Request{Distro: a.Distribution, Arch: a.Image.Arch, ImageType: a.Image.ImageType, Seed: &seed}
+	if a.Image.Size > 0 {
+		if a.Image.Size > math.MaxInt64 {
+			return nil, fmt.Errorf("size: %d bytes is too large", a.Image.Size)
+		}
+		n := int64(a.Image.Size)
+		req.Size = &n
+	}
+	if len(a.Image.Blueprint) > 0 {
+		bp, err := blueprint.Parse(bytes.NewReader(a.Image.Blueprint))
+		if err != nil {
+			return nil, fmt.Errorf("customizations: %w", err)
+		}
+		req.Blueprint = bp
+	}
+	for _, r := range a.Image.Repositories {
+		req.Repositories = append(req.Repositories, RepositoryOf(r))
+	}
+	return req, nil
+}
+
+// RepositoryOf maps a compose repository to the resolver's.
+func RepositoryOf(r jobs.Repository) resolve.Repository {
+	return resolve.Repository{Source: r.BaseURL, GPGKey: r.GPGKey, CheckGPG: r.CheckGPG, PackageSets: r.PackageSets}
 }
 
 var _ jobs.Builder = (*EngineBuilder)(nil)
@@ -53,35 +90,18 @@ func (s *syncBuffer) String() string {
 
 // Build implements jobs.Builder.
 func (b *EngineBuilder) Build(ctx context.Context, a *jobs.BuildArgs) (*jobs.BuildResult, error) {
-	def, err := b.Distros.Get(a.Distribution)
+	req, err := Request(a)
 	if err != nil {
-		return nil, err
-	}
-	req := manifest.Request{Distro: def, Arch: a.Image.Arch, ImageType: a.Image.ImageType, Seed: &a.Seed}
-	if len(a.Image.Blueprint) > 0 {
-		bp, err := blueprint.Parse(bytes.NewReader(a.Image.Blueprint))
-		if err != nil {
-			return nil, fmt.Errorf("customizations: %w", err)
-		}
-		req.Blueprint = bp
-	}
-	var flags []string
-	for _, r := range a.Image.Repositories {
-		flags = append(flags, r.BaseURL)
-	}
-	var host []depsolve.SourceEntry
-	if len(flags) == 0 {
-		if host, err = depsolve.HostSources("/"); err != nil {
-			return nil, fmt.Errorf("reading the machine's apt sources: %w", err)
-		}
-	}
-	if req.Repos, err = manifest.ResolveRepos(def, host, flags); err != nil {
 		return nil, err
 	}
 	logBuf := &syncBuffer{}
 	// The engine's log goes with the job's result, not to the service log.
 	log := slog.New(slog.NewTextHandler(logBuf, nil)).With("job", a.JobID)
-	m, err := manifest.Generate(ctx, &depsolve.Solver{CacheDir: b.CacheDir, Log: logBuf}, req)
+	rs := &resolve.Resolver{
+		Distros: b.Distros, Solver: &depsolve.Solver{CacheDir: b.CacheDir, Log: logBuf},
+		HostRoot: "/", KeyDir: filepath.Join(b.CacheDir, "keyrings"), FileRoots: b.FileRoots, AnyFile: b.AnyFile,
+	}
+	m, err := rs.Manifest(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("generating manifest: %w", err)
 	}

@@ -31,6 +31,9 @@ type Remote struct {
 	Builder jobs.Builder
 	// WorkDir holds a job's artifacts until they are uploaded.
 	WorkDir string
+	// Token, if set, is sent as a bearer token: the worker's JWT, whose
+	// audience the server's --worker-audience names.
+	Token string
 	// Heartbeat is the interval of heartbeats. Default 15s.
 	Heartbeat time.Duration
 	// Log receives the worker's log; nil discards.
@@ -74,6 +77,9 @@ func (w *Remote) call(ctx context.Context, method, path string, body io.Reader, 
 	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
+	}
+	if w.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+w.Token)
 	}
 	resp, err := w.HTTP.Do(req)
 	if err != nil {

@@ -41,6 +41,31 @@ type task struct {
 	beat  chan struct{}
 	done  chan taskResult
 	once  sync.Once
+
+	mu       sync.Mutex
+	uploaded map[string]receivedFile
+}
+
+// receivedFile is what the server hashed while an artifact arrived.
+type receivedFile struct {
+	sha256 string
+	size   int64
+}
+
+func (t *task) received(name, sum string, size int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.uploaded == nil {
+		t.uploaded = map[string]receivedFile{}
+	}
+	t.uploaded[name] = receivedFile{sum, size}
+}
+
+func (t *task) upload(name string) (receivedFile, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f, ok := t.uploaded[name]
+	return f, ok
 }
 
 type taskResult struct {

@@ -57,7 +57,7 @@ func TestRealKojiCompose(t *testing.T) {
 		_ = q.Stop(sctx)
 		q.Close()
 	}()
-	h, err := composer.New(composer.Config{Queue: q, Distros: cat})
+	h, err := composer.New(composer.Config{Queue: q, Distros: cat, KojiServer: kh.Server})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,3 +127,29 @@ func TestServices(t *testing.T) {
 		t.Fatalf("enabling a missing unit: %v", err)
 	}
 }
+
+func TestTimezoneNTPAndKeyboard(t *testing.T) {
+	tree := fakeTree(t)
+	env := &Env{Tree: tree}
+	ntp := Timezone{Zone: "UTC", NTPServers: []string{"0.debian.pool.ntp.org", "192.0.2.1"}}
+	if err := runTreeStage(t, env, "timezone", ntp); err == nil || !strings.Contains(err.Error(), "systemd-timesyncd") {
+		t.Errorf("ntp servers without timesyncd: %v", err)
+	}
+	os.MkdirAll(filepath.Join(tree, "usr/lib/systemd"), 0o755)
+	os.WriteFile(filepath.Join(tree, "usr/lib/systemd/systemd-timesyncd"), nil, 0o755)
+	if err := runTreeStage(t, env, "timezone", ntp); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tree, "etc/systemd/timesyncd.conf.d/kib.conf")); string(b) != "[Time]\nNTP=0.debian.pool.ntp.org 192.0.2.1\n" {
+		t.Errorf("timesyncd.conf.d/kib.conf = %q", b)
+	}
+	if _, err := New("timezone", json.RawMessage(`{"zone":"UTC","ntp_servers":["a b"]}`)); err == nil || !strings.Contains(err.Error(), "ntp_servers[0]") {
+		t.Errorf("bad ntp server: %v", err)
+	}
+	if err := runTreeStage(t, env, "locale", Locale{Language: "C.UTF-8", Keyboard: "de"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tree, "etc/default/keyboard")); !strings.Contains(string(b), `XKBLAYOUT="de"`) {
+		t.Errorf("/etc/default/keyboard = %q", b)
+	}
+}

@@ -284,27 +284,6 @@ func getNum(m map[string]any, key string) (float64, error) {
 	return 0, pyError("ValueError", "could not convert %s to float: %v", key, v)
 }
 
-// normalize turns JSON-decoded numbers into the XML-RPC value types.
-func normalize(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case []any:
-		for i := range x {
-			x[i] = normalize(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = normalize(x[k])
-		}
-	}
-	return v
-}
-
 // typeName is the archive type of a file already known to have one.
 func typeName(filename string) string {
 	t, _ := archiveType(filename)

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/kib-project/kib/internal/koji"
 )
 
 // cgImporter follows the hub's CG_Importer: parse the metadata, check CG
@@ -102,12 +104,15 @@ func (im *cgImporter) getMetadata() error {
 		return pyError("FileNotFoundError", "%v", err)
 	}
 	if im.meta == nil {
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.UseNumber()
-		if err := dec.Decode(&im.meta); err != nil {
+		v, err := koji.DecodeJSON(raw)
+		if err != nil {
 			return generic("Invalid metadata: %v", err)
 		}
-		im.meta = normalize(im.meta).(map[string]any)
+		m, ok := v.(map[string]any)
+		if !ok {
+			return generic("Invalid metadata: a JSON object is required, not %T", v)
+		}
+		im.meta = m
 	}
 	v, ok := im.meta["metadata_version"]
 	if !ok {
