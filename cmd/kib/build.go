@@ -60,20 +60,12 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 	case o.manifest == "" && len(args) == 0:
 		return errors.New("give an image TYPE or --manifest FILE")
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("kib build must run as root: mmdebstrap installs packages in root mode and the image's files belong to root")
+	if err := requireRoot("kib build"); err != nil {
+		return err
 	}
 	stderr := cmd.ErrOrStderr()
-	tty := isTerminal(stderr)
-	var toolLog io.Writer = io.Discard
-	if o.verbose {
-		toolLog = stderr
-	}
-	level := slog.LevelInfo
-	if tty && !o.verbose {
-		level = slog.LevelWarn
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	run := newEngineRun(stderr, o.verbose)
+	log, toolLog := run.log, run.toolLog
 
 	var m *manifest.Manifest
 	var err error
@@ -98,16 +90,9 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng := &engine.Engine{Store: st, Log: log, ToolLog: toolLog}
-	var bar *progress.Bar
-	if tty {
-		bar = progress.NewBar(stderr)
-		eng.Progress = bar
-	}
+	eng := run.engine(st)
 	arts, err := eng.Build(ctx, m, engine.Options{OutputDir: o.outputDir, Exports: o.exports})
-	if bar != nil {
-		bar.Stop()
-	}
+	run.stop()
 	if err != nil {
 		return err
 	}
@@ -115,6 +100,63 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", a.SHA256, a.Path)
 	}
 	return nil
+}
+
+// requireRoot refuses to build without root: mmdebstrap installs packages in
+// root mode and the image's files belong to root.
+func requireRoot(what string) error {
+	if os.Geteuid() != 0 {
+		return errors.New(what + " must run as root: mmdebstrap installs packages in root mode and the image's files belong to root")
+	}
+	return nil
+}
+
+// engineRun is how kib build and kib reproduce run the engine: slog on
+// stderr (warnings only while a progress bar is drawn on a terminal), the
+// host tools' output with --verbose, and a progress bar on a terminal.
+type engineRun struct {
+	log     *slog.Logger
+	toolLog io.Writer
+	stderr  io.Writer
+	tty     bool
+	bar     *progress.Bar
+}
+
+func newEngineRun(stderr io.Writer, verbose bool) *engineRun {
+	tty := isTerminal(stderr)
+	r := &engineRun{toolLog: io.Discard, stderr: stderr, tty: tty}
+	if verbose {
+		r.toolLog = stderr
+	}
+	level := slog.LevelInfo
+	if tty && !verbose {
+		level = slog.LevelWarn
+	}
+	r.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return r
+}
+
+// progress starts the bar on a terminal and returns it; nil otherwise.
+func (r *engineRun) progress() engine.Progress {
+	if !r.tty {
+		return nil
+	}
+	if r.bar == nil {
+		r.bar = progress.NewBar(r.stderr)
+	}
+	return r.bar
+}
+
+// engine returns an engine on st that logs and reports progress as r says.
+func (r *engineRun) engine(st *store.Store) *engine.Engine {
+	return &engine.Engine{Store: st, Log: r.log, ToolLog: r.toolLog, Progress: r.progress()}
+}
+
+// stop ends the progress bar's line; it may be called more than once.
+func (r *engineRun) stop() {
+	if r.bar != nil {
+		r.bar.Stop()
+	}
 }
 
 func isTerminal(w io.Writer) bool {

@@ -16,6 +16,7 @@ func newRootCmd() *cobra.Command {
 		newKojiCmd(),
 		newServeCmd(),
 		newWorkerCmd(),
+		newReproduceCmd(),
 	)
 	return root
 }
