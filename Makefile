@@ -53,9 +53,12 @@ fuzz:
 	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/reproduce -run '^$$' -fuzz FuzzCompareTar -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/reproduce -run '^$$' -fuzz FuzzReadGPT -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
 	bench/qcow2.sh
 	bench/koji-upload.sh
 	bench/compose.sh
+	bench/reproduce.sh

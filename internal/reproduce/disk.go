@@ -13,7 +13,7 @@ import (
 )
 
 // BIOSBootType is the type GUID of a BIOS boot partition (GRUB's core.img).
-const BIOSBootType = "21686148-6E49-6F6D-744E-656564454649"
+const BIOSBootType = "21686148-6449-6E6F-744E-656564454649"
 
 // CompareDisk compares two raw disk images and returns where they first
 // differ: the byte offset, the GPT partition and file system it falls in,

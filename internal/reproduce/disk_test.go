@@ -45,7 +45,7 @@ func makeDisk(t testing.TB) string {
 	f.Truncate(diskSize)
 	f.Close()
 	script := "label: gpt\nlabel-id: 5E1A0C5C-1B2A-4B0E-8E5E-0C0FFEE0D15C\n" +
-		"start=2048, size=2048, type=21686148-6E49-6F6D-744E-656564454649, uuid=11111111-1111-4111-8111-111111111111, name=\"BIOS boot\"\n" +
+		"start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649, uuid=11111111-1111-4111-8111-111111111111, name=\"BIOS boot\"\n" +
 		"start=" + strconv.Itoa(espStart/512) + ", size=" + strconv.Itoa(espSize/512) + ", type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=22222222-2222-4222-8222-222222222222, name=\"EFI System\"\n" +
 		"start=" + strconv.Itoa(rootPart/512) + ", size=" + strconv.Itoa(rootSize/512) + ", type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=33333333-3333-4333-8333-333333333333, name=\"root\"\n"
 	cmd := exec.Command("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk)
