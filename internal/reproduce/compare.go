@@ -61,7 +61,7 @@ func Compare(ctx context.Context, f Format, kojiPath, localPath, tmp string) (*D
 				return nil, err
 			}
 		}
-		dd, err := CompareDisk(ctx, ka, la)
+		dd, err := CompareDisk(ctx, ka, la, tmp)
 		if err != nil || dd == nil {
 			return d, err
 		}
@@ -76,7 +76,7 @@ func Compare(ctx context.Context, f Format, kojiPath, localPath, tmp string) (*D
 			return &Difference{Offset: off, Detail: fmt.Sprintf("bytes differ from byte %d", off)}, nil
 		})
 	case FormatRaw:
-		return CompareDisk(ctx, kojiPath, localPath)
+		return CompareDisk(ctx, kojiPath, localPath, tmp)
 	}
 	ka, la := filepath.Join(tmp, "koji.raw"), filepath.Join(tmp, "reproduced.raw")
 	defer os.Remove(ka)
@@ -86,7 +86,7 @@ func Compare(ctx context.Context, f Format, kojiPath, localPath, tmp string) (*D
 			return nil, err
 		}
 	}
-	return CompareDisk(ctx, ka, la)
+	return CompareDisk(ctx, ka, la, tmp)
 }
 
 func isDiskMember(d *Difference) bool {

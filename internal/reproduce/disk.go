@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -17,9 +18,11 @@ const BIOSBootType = "21686148-6449-6E6F-744E-656564454649"
 
 // CompareDisk compares two raw disk images and returns where they first
 // differ: the byte offset, the GPT partition and file system it falls in,
-// and for ext4 the file that owns the block (found with debugfs), or nil
-// when the disks are equal.
-func CompareDisk(ctx context.Context, kojiRaw, localRaw string) (*Difference, error) {
+// and the file: for ext4 the one that owns the differing block (debugfs
+// icheck/ncheck); when no file owns it (file system metadata) or on vfat,
+// the first differing entry of the two file trees, dumped into tmp. It
+// returns nil when the disks are equal.
+func CompareDisk(ctx context.Context, kojiRaw, localRaw, tmp string) (*Difference, error) {
 	fa, err := os.Open(kojiRaw)
 	if err != nil {
 		return nil, err
@@ -89,8 +92,40 @@ func CompareDisk(ctx context.Context, kojiRaw, localRaw string) (*Difference, er
 			if other, _ := ext4Owner(ctx, kojiRaw, fa, p.Start, d.Offset); other != "" && other != d.Entry {
 				d.Detail += fmt.Sprintf(" (in the Koji image the block belongs to %s)", other)
 			}
+			return d, nil
 		}
 	}
+	if d.FS == "" || fsType(fa, p.Start) != d.FS {
+		return d, nil
+	}
+	// Metadata or a vfat: compare the file trees.
+	ta, tb := filepath.Join(tmp, fmt.Sprintf("koji-p%d", p.Number)), filepath.Join(tmp, fmt.Sprintf("reproduced-p%d", p.Number))
+	defer os.RemoveAll(ta)
+	defer os.RemoveAll(tb)
+	if err := dumpFS(ctx, d.FS, kojiRaw, p.Start, ta); err != nil {
+		d.Detail += "; " + err.Error()
+		return d, nil
+	}
+	if err := dumpFS(ctx, d.FS, localRaw, p.Start, tb); err != nil {
+		d.Detail += "; " + err.Error()
+		return d, nil
+	}
+	td, err := CompareTrees(ta, tb)
+	if err != nil {
+		return nil, err
+	}
+	if td == nil {
+		if d.Detail != "" {
+			d.Detail += "; "
+		}
+		d.Detail += "every file is the same (the difference is in file system metadata)"
+		return d, nil
+	}
+	d.Entry = td.Entry
+	if d.Detail != "" {
+		td.Detail += " (first differing byte: " + d.Detail + ")"
+	}
+	d.Detail = td.Detail
 	return d, nil
 }
 

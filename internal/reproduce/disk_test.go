@@ -125,21 +125,34 @@ func TestCompareDisk(t *testing.T) {
 		t.Fatalf("bmap: %q", bmap)
 	}
 	motd := rootPart + blk*4096 + 100
+	espFile := filepath.Join(t.TempDir(), "grub.cfg")
+	os.WriteFile(espFile, []byte("set timeout=1\n"), 0o644)
 	tests := []struct {
 		name   string
 		off    int64
 		want   string
 		wantFS string
 		part   int
+		mutate func(t *testing.T, disk string)
 	}{
-		{"identical", -1, "", "", 0},
-		{"file in ext4", motd, "/etc/motd", "ext4", 3},
-		{"ext4 superblock", rootPart + 1024 + 100, "block 0: file system metadata or free space", "ext4", 3},
-		{"esp", espStart + 700*1024, "", "vfat", 2},
-		{"bios boot", mib + 10, "BIOS boot partition", "", 1},
-		{"mbr", 440, "protective MBR", "", 0},
+		{"identical", -1, "", "", 0, nil},
+		{"file in ext4", motd, "/etc/motd", "ext4", 3, nil},
+		{"ext4 superblock", rootPart + 1024 + 100, "block 0: file system metadata or free space; every file is the same", "ext4", 3, nil},
+		{"esp free space", espStart + 3000*1024, "every file is the same", "vfat", 2, nil},
+		{"bios boot", mib + 10, "BIOS boot partition", "", 1, nil},
+		{"mbr", 440, "protective MBR", "", 0, nil},
+		// The inode table, not a file's block, differs: the trees say what.
+		{"ext4 mode", -1, "/etc/hostname|mode -rw-r--r-- in Koji, -rw------- reproduced", "ext4", 3, func(t *testing.T, disk string) {
+			run(t, "debugfs", "-w", "-R", "sif /etc/hostname mode 0100600", disk+"?offset="+strconv.Itoa(rootPart))
+		}},
+		{"vfat file", -1, "/EFI/BOOT/grub.cfg|content differs from byte 12", "vfat", 2, func(t *testing.T, disk string) {
+			os.WriteFile(espFile, []byte("set timeout=5\n"), 0o644)
+			run(t, "mcopy", "-o", "-m", "-i", disk+"@@"+strconv.Itoa(espStart), espFile, "::/EFI/BOOT/grub.cfg")
+		}},
 	}
 	run(t, "mkfs.vfat", "--offset", strconv.Itoa(espStart/512), "-i", "12345678", a, strconv.Itoa(espSize/1024))
+	run(t, "mmd", "-i", a+"@@"+strconv.Itoa(espStart), "::/EFI", "::/EFI/BOOT")
+	run(t, "mcopy", "-m", "-i", a+"@@"+strconv.Itoa(espStart), espFile, "::/EFI/BOOT/grub.cfg")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := filepath.Join(t.TempDir(), "b.raw")
@@ -147,11 +160,14 @@ func TestCompareDisk(t *testing.T) {
 			if tt.off >= 0 {
 				patch(t, b, tt.off, []byte("XYZ"))
 			}
-			d, err := CompareDisk(ctx, a, b)
+			if tt.mutate != nil {
+				tt.mutate(t, b)
+			}
+			d, err := CompareDisk(ctx, a, b, t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tt.off < 0 {
+			if tt.off < 0 && tt.mutate == nil {
 				if d != nil {
 					t.Fatalf("got %v, want identical", d)
 				}
@@ -161,8 +177,15 @@ func TestCompareDisk(t *testing.T) {
 				t.Fatal("no difference found")
 			}
 			s := d.String()
-			if d.Partition != tt.part || d.FS != tt.wantFS || !strings.Contains(s, tt.want) {
+			entry, detail, split := strings.Cut(tt.want, "|")
+			if split && (d.Entry != entry || !strings.Contains(d.Detail, detail)) {
+				t.Errorf("got entry %q, detail %q; want %q, %q", d.Entry, d.Detail, entry, detail)
+			}
+			if d.Partition != tt.part || d.FS != tt.wantFS || (!split && !strings.Contains(s, tt.want)) {
 				t.Errorf("got %q (partition %d, fs %q), want partition %d, fs %q, mentioning %q", s, d.Partition, d.FS, tt.part, tt.wantFS, tt.want)
+			}
+			if tt.mutate != nil {
+				return // the offset is wherever the tool wrote
 			}
 			wantOff := tt.off
 			if tt.part == 3 {
