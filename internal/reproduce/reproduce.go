@@ -74,8 +74,9 @@ type Result struct {
 	KojiChecksum string
 	// Identical reports the same bytes.
 	Identical bool
-	// Difference says where the images first differ; nil when identical or
-	// when only the bytes, not the contents, differ (then Detail says so).
+	// Difference says where the images first differ (when their contents
+	// are the same and only the encoding differs, its Detail says so); nil
+	// when identical.
 	Difference *Difference
 	// KojiPath is the downloaded Koji image when the images differ.
 	KojiPath string
