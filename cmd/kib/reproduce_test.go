@@ -64,6 +64,9 @@ func TestReproduce(t *testing.T) {
 	repro := func(args ...string) (string, int) {
 		t.Helper()
 		o, err := runKib(t, append([]string{"reproduce", "--server", hub.URL, "--store", store}, args...)...)
+		if err != nil && err.Error() != "" {
+			o += "kib: " + err.Error() + "\n" // as main prints it
+		}
 		return o, exitCode(err)
 	}
 
