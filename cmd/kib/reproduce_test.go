@@ -76,6 +76,7 @@ func TestReproduce(t *testing.T) {
 	if code != 0 || sum == nil {
 		t.Fatalf("reproduce: exit %d, want 0 and identical:\n%s", code, o)
 	}
+	t.Logf("reproduce from cold:\n%s", o)
 	local, _ := os.ReadFile(filepath.Join(out, "archive", "build-info.json"))
 	if !strings.Contains(string(local), sum[1]) {
 		t.Errorf("identical %s is not the sha256 in %s", sum[1], local)
@@ -94,6 +95,7 @@ func TestReproduce(t *testing.T) {
 	if code != 1 || !strings.Contains(o, "differs "+image) || !strings.Contains(o, "first difference: ./etc/hostname: ") {
 		t.Errorf("reproduce of a replaced image: exit %d, want 1, differs and ./etc/hostname:\n%s", code, o)
 	}
+	t.Logf("reproduce of a replaced image:\n%s", o)
 	if _, err := os.Stat(filepath.Join(work, "r2", "koji", image)); err != nil {
 		t.Errorf("the Koji image was not kept beside the rebuilt one: %v", err)
 	}
