@@ -67,6 +67,8 @@ fuzz:
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzBuildArgs -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/reproduce -run '^$$' -fuzz FuzzCompareTar -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/reproduce -run '^$$' -fuzz FuzzReadGPT -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
@@ -75,3 +77,4 @@ bench: deps kib
 	bench/compose.sh
 	bench/kojid.sh
 	bench/upload.sh
+	bench/reproduce.sh

@@ -88,27 +88,11 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 			}
 		}
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("kib build must run as root: mmdebstrap installs packages in root mode and the image's files belong to root")
+	if err := requireRoot("kib build"); err != nil {
+		return err
 	}
-	stderr := cmd.ErrOrStderr()
-	tty := isTerminal(stderr)
-	// The build log (kib's log at info level and the host tools' output)
-	// is written beside every image as <file>.build.log, which
-	// 'kib koji import' uploads as the build's log.
-	buildLog := &lockedBuffer{}
-	var toolLog io.Writer = buildLog
-	if o.verbose {
-		toolLog = io.MultiWriter(stderr, buildLog)
-	}
-	level := slog.LevelInfo
-	if tty && !o.verbose {
-		level = slog.LevelWarn
-	}
-	log := slog.New(redact.Handler(teeHandler{
-		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}),
-		slog.NewTextHandler(buildLog, &slog.HandlerOptions{Level: slog.LevelInfo}),
-	}))
+	run := newEngineRun(cmd.ErrOrStderr(), o.verbose)
+	log, toolLog := run.log, run.toolLog
 
 	var m *manifest.Manifest
 	var err error
@@ -133,21 +117,14 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng := &engine.Engine{Store: st, Log: log, ToolLog: toolLog}
-	var bar *progress.Bar
-	if tty {
-		bar = progress.NewBar(stderr)
-		eng.Progress = bar
-	}
+	eng := run.engine(st)
 	arts, err := eng.Build(ctx, m, engine.Options{OutputDir: o.outputDir, Exports: o.exports})
-	if bar != nil {
-		bar.Stop()
-	}
+	run.stop()
 	if err != nil {
 		return err
 	}
 	for _, a := range arts {
-		if err := os.WriteFile(a.Path+".build.log", buildLog.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(a.Path+".build.log", run.buildLog.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("writing the build log: %w", err)
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", a.SHA256, a.Path)
@@ -156,6 +133,71 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 		return o.upload.afterBuild(cmd, arts)
 	}
 	return nil
+}
+
+// requireRoot refuses to build without root: mmdebstrap installs packages in
+// root mode and the image's files belong to root.
+func requireRoot(what string) error {
+	if os.Geteuid() != 0 {
+		return errors.New(what + " must run as root: mmdebstrap installs packages in root mode and the image's files belong to root")
+	}
+	return nil
+}
+
+// engineRun is how kib build and kib reproduce run the engine: slog on
+// stderr (warnings only while a progress bar is drawn on a terminal), the
+// host tools' output with --verbose, and a progress bar on a terminal.
+type engineRun struct {
+	log     *slog.Logger
+	toolLog io.Writer
+	// buildLog holds kib's log at info level and the host tools' output:
+	// kib build writes it beside every image as <file>.build.log, which
+	// 'kib koji import' uploads as the build's log.
+	buildLog *lockedBuffer
+	stderr   io.Writer
+	tty      bool
+	bar      *progress.Bar
+}
+
+func newEngineRun(stderr io.Writer, verbose bool) *engineRun {
+	tty := isTerminal(stderr)
+	r := &engineRun{stderr: stderr, tty: tty, buildLog: &lockedBuffer{}}
+	r.toolLog = r.buildLog
+	if verbose {
+		r.toolLog = io.MultiWriter(stderr, r.buildLog)
+	}
+	level := slog.LevelInfo
+	if tty && !verbose {
+		level = slog.LevelWarn
+	}
+	r.log = slog.New(redact.Handler(teeHandler{
+		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}),
+		slog.NewTextHandler(r.buildLog, &slog.HandlerOptions{Level: slog.LevelInfo}),
+	}))
+	return r
+}
+
+// progress starts the bar on a terminal and returns it; nil otherwise.
+func (r *engineRun) progress() engine.Progress {
+	if !r.tty {
+		return nil
+	}
+	if r.bar == nil {
+		r.bar = progress.NewBar(r.stderr)
+	}
+	return r.bar
+}
+
+// engine returns an engine on st that logs and reports progress as r says.
+func (r *engineRun) engine(st *store.Store) *engine.Engine {
+	return &engine.Engine{Store: st, Log: r.log, ToolLog: r.toolLog, Progress: r.progress()}
+}
+
+// stop ends the progress bar's line; it may be called more than once.
+func (r *engineRun) stop() {
+	if r.bar != nil {
+		r.bar.Stop()
+	}
 }
 
 // lockedBuffer is a log buffer the engine's tools may write concurrently.

@@ -164,3 +164,57 @@ func TestKojiImportCatchesChangedImage(t *testing.T) {
 		t.Errorf("build after a failed import: %+v %v", b, err)
 	}
 }
+
+// TestReproduceRefusals checks what kib reproduce refuses before it builds,
+// with its exit codes.
+func TestReproduceRefusals(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	hub.AddUser("kib", "pw")
+	hub.AddContentGenerator("kib", "kib")
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("pw\n"), 0o600)
+	outdir := t.TempDir()
+	tar := writeExport(t, outdir, "archive", "root.tar.xz", "tar", bytes.Repeat([]byte("t"), 3000))
+	mf, err := os.ReadFile("../../internal/manifest/testdata/tar.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A real manifest, and a build-info.json naming another kib.
+	os.WriteFile(filepath.Join(tar, "root.tar.xz.manifest.json"), mf, 0o644)
+	var bi map[string]any
+	raw, _ := os.ReadFile(filepath.Join(tar, "build-info.json"))
+	json.Unmarshal(raw, &bi)
+	msum := sha256.Sum256(mf)
+	bi["manifest_sha256"], bi["kib_version"] = hex.EncodeToString(msum[:]), "0.0.1-old"
+	raw, _ = json.Marshal(bi)
+	os.WriteFile(filepath.Join(tar, "build-info.json"), raw, 0o644)
+	qcow := writeExport(t, outdir, "qcow2", "disk.qcow2", "qcow2", bytes.Repeat([]byte("q"), 5000))
+	if out, err := runKib(t, "koji", "import", "--server", hub.URL, "--user", "kib", "--password-file", pwFile,
+		"--name", "img", "--version", "12", "--release", "1", tar, qcow); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	store := filepath.Join(t.TempDir(), "store")
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no build", []string{"--server", hub.URL}, 2, "give one build"},
+		{"bad flag", []string{"--server", hub.URL, "--bogus", "img-12-1"}, 2, "unknown flag: --bogus"},
+		{"no server", []string{"img-12-1"}, 2, "--server"},
+		{"no topurl", []string{"--server", "http://127.0.0.1:1/hub", "img-12-1"}, 2, "--topurl: required"},
+		{"bad build", []string{"--server", hub.URL, "img"}, 2, "not a build ID and not an NVR"},
+		{"missing build", []string{"--server", hub.URL, "img-12-9"}, 2, "img-12-9"},
+		{"two images", []string{"--server", hub.URL, "img-12-1"}, 2, "choose one with --image: img-12-1.x86_64.tar.xz, img-12-1.x86_64.qcow2"},
+		{"other kib", []string{"--server", hub.URL, "--image", "archive", "img-12-1"}, 3, "built by kib 0.0.1-old"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"reproduce", "--store", store, "--output-dir", filepath.Join(t.TempDir(), "out")}, tt.args...)
+			out, err := runKib(t, args...)
+			if code := exitCode(err); code != tt.code || err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("exit %d (%v), want %d and %q\n%s", code, err, tt.code, tt.want, out)
+			}
+		})
+	}
+}

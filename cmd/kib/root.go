@@ -18,6 +18,7 @@ func newRootCmd() *cobra.Command {
 		newWorkerCmd(),
 		newKojidCmd(),
 		newUploadCmd(),
+		newReproduceCmd(),
 	)
 	return root
 }

@@ -181,6 +181,7 @@ func New(t testing.TB, opts Options) *Hub {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/kojihub", h.serve)
 	mux.HandleFunc("/kojihub/ssllogin", h.serve)
+	mux.Handle("/kojifiles/", h.filesHandler())
 	if opts.TLS {
 		h.Server = httptest.NewUnstartedServer(mux)
 		h.Server.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: opts.ClientCAs}
