@@ -255,20 +255,35 @@ func (c *call) osbuildImage() (any, error) {
 	for i, n := range names {
 		args[i] = c.opt(i, n)
 	}
+	// Koji's call_with_argcheck turns Python's TypeError for a bad call
+	// into a ParameterError with its text.
 	if len(c.args) > len(names) {
-		return nil, pyError("TypeError", "osbuildImage() takes from 6 to 8 positional arguments but %d were given", len(c.args))
-	}
-	for i := 0; i < 6; i++ {
-		if i >= len(c.args) {
-			if _, ok := c.kw[names[i]]; !ok {
-				return nil, pyError("TypeError", "osbuildImage() missing 1 required positional argument: '%s'", names[i])
-			}
-		}
+		return nil, paramError("osbuildImage() takes from 6 to 8 positional arguments but %d were given", len(c.args))
 	}
 	for k := range c.kw {
 		if !slices.Contains(names, k) {
-			return nil, pyError("TypeError", "osbuildImage() got an unexpected keyword argument '%s'", k)
+			return nil, paramError("osbuildImage() got an unexpected keyword argument '%s'", k)
 		}
+	}
+	var missing []string
+	for i := 0; i < 6; i++ {
+		if _, ok := c.kw[names[i]]; i >= len(c.args) && !ok {
+			missing = append(missing, "'"+names[i]+"'")
+		}
+	}
+	if n := len(missing); n > 0 {
+		list := missing[0]
+		switch {
+		case n == 2:
+			list = missing[0] + " and " + missing[1]
+		case n > 2:
+			list = strings.Join(missing[:n-1], ", ") + ", and " + missing[n-1]
+		}
+		plural := "argument"
+		if n > 1 {
+			plural = "arguments"
+		}
+		return nil, paramError("osbuildImage() missing %d required positional %s: %s", n, plural, list)
 	}
 	req := args[:7]
 	if e := osbuildImageSchema.validate(req, nil); e != nil {
