@@ -27,6 +27,7 @@ func newKojiCmd() *cobra.Command {
 		Short: "Import builds into Koji and talk to a Koji hub",
 	}
 	cmd.AddCommand(newKojiImportCmd(), newKojiCallCmd())
+	cmd.AddCommand(newKojiOSBuildImageCmd())
 	return cmd
 }
 

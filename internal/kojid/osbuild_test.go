@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/koji/kojitest"
 	"github.com/kib-project/kib/internal/kojid"
+	"github.com/kib-project/kib/internal/kojid/hosttest"
 )
 
 // The Koji server compose requests name; the compose service reaches the
@@ -111,93 +110,10 @@ func osbSetup(t testing.TB, local bool) *osbBundle {
 	return b
 }
 
-// runHost is a minimal build host: it takes the host's tasks, runs
-// osbuildImage ones with the handler and tagBuild ones as kojid's tagBuild
-// handler does (host.tagBuild), and closes or fails them, until ctx ends.
+// runHost runs the host's tasks: osbuildImage with the handler, tagBuild
+// as kojid's tagBuild handler does.
 func (b *osbBundle) runHost(ctx context.Context, t testing.TB) {
-	t.Helper()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	running := map[int64]bool{}
-	for ctx.Err() == nil {
-		tasks, err := b.host.GetTasks(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				t.Errorf("getTasks: %v", err)
-			}
-			return
-		}
-		for _, ht := range tasks {
-			if running[ht.ID] {
-				continue
-			}
-			info, err := b.host.OpenTask(ctx, ht.ID)
-			if err != nil || info == nil {
-				continue
-			}
-			running[ht.ID] = true
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				b.runTask(ctx, t, info)
-			}()
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func (b *osbBundle) runTask(ctx context.Context, t testing.TB, info *koji.TaskInfo) {
-	reqXML, _ := info.Request.(string)
-	method, params, err := koji.DecodeCall(strings.NewReader(reqXML))
-	if err != nil {
-		t.Errorf("task %d request: %v", info.ID, err)
-		return
-	}
-	args, kw := koji.SplitKwargs(params)
-	// Each task runs on its own subsession, as kojid's task processes do.
-	hub, err := b.host.Subsession(ctx)
-	if err != nil {
-		t.Errorf("subsession: %v", err)
-		return
-	}
-	var res any
-	switch method {
-	case "osbuildImage":
-		task := &kojid.Task{Info: info, Params: args, Kwargs: kw, Hub: hub, WorkDir: t.TempDir(), Log: slog.New(slog.DiscardHandler),
-			Upload: func(ctx context.Context, name string, r io.Reader, size int64) (string, error) {
-				data, err := io.ReadAll(r)
-				if err != nil {
-					return "", err
-				}
-				dir := fmt.Sprintf("tasks/%d/%d", info.ID%10000, info.ID)
-				if err := hub.UploadReplace(ctx, dir, name, data); err != nil {
-					return "", err
-				}
-				return dir + "/" + name, nil
-			}}
-		res, err = b.handler.Handle(ctx, task)
-	case "tagBuild":
-		err = hub.HostTagBuild(ctx, info.ID, args[0], args[1])
-	default:
-		err = fmt.Errorf("no handler for %s", method)
-	}
-	ctx = context.WithoutCancel(ctx)
-	if err != nil {
-		var f *koji.Fault
-		if !errors.As(err, &f) {
-			f = &koji.Fault{Code: koji.CodeUnknown, String: err.Error()}
-		}
-		if ferr := hub.FailTask(ctx, info.ID, f); ferr != nil {
-			t.Errorf("failTask %d: %v", info.ID, ferr)
-		}
-		return
-	}
-	if cerr := hub.CloseTask(ctx, info.ID, res); cerr != nil {
-		t.Errorf("closeTask %d: %v", info.ID, cerr)
-	}
+	hosttest.Run(ctx, t, b.host, map[string]kojid.Handler{"osbuildImage": b.handler, "tagBuild": hosttest.TagBuild})
 }
 
 // waitTask waits for a task to finish and returns its result or fault.
