@@ -398,8 +398,12 @@ func composeErrors(st *composeStatus, images []map[string]any) string {
 			name = fmt.Sprintf("%s %s", images[i]["architecture"], images[i]["image_type"])
 		}
 		fmt.Fprintf(&b, "; %s: %s", name, is.Error.Reason)
-		if len(is.Error.Details) > 0 && string(is.Error.Details) != "null" {
-			fmt.Fprintf(&b, " (%s)", is.Error.Details)
+		var text string
+		if json.Unmarshal(is.Error.Details, &text) != nil {
+			text = string(is.Error.Details)
+		}
+		if text != "" && text != "null" {
+			fmt.Fprintf(&b, " (%s)", text)
 		}
 	}
 	return b.String()
