@@ -53,9 +53,13 @@ fuzz:
 	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzParseBuilderConf -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzOSBuildArgs -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzComposeStatus -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
 	bench/qcow2.sh
 	bench/koji-upload.sh
 	bench/compose.sh
+	bench/kojid-osbuild.sh

@@ -33,10 +33,14 @@ type OSBuildConfig struct {
 	// Local builds on this host when Composer is nil.
 	Local *LocalConfig
 	// PollMin and PollMax bound the compose status poll interval: it starts
-	// at PollMin, grows while nothing changes up to PollMax, and stays at
-	// PollMin while the build is being imported into Koji. Defaults 100 ms
-	// and 2 s (the plugin's fixed interval).
+	// at PollMin and grows while nothing changes up to PollMax. Defaults
+	// 100 ms and 2 s (the plugin's fixed interval).
 	PollMin, PollMax time.Duration
+	// PollFinish is the interval once every image is built and only the
+	// Koji import remains, and the first interval of waiting for the
+	// tagBuild subtask, so the task ends soon after the compose does.
+	// Default 25 ms (or PollMin if that is shorter).
+	PollFinish time.Duration
 	// Deadline bounds one task from compose creation to its end. Default
 	// 12h.
 	Deadline time.Duration
@@ -69,6 +73,9 @@ func NewOSBuildImage(cfg OSBuildConfig) (*OSBuildImage, error) {
 		cfg.PollMax = 2 * time.Second
 	}
 	cfg.PollMax = max(cfg.PollMax, cfg.PollMin)
+	if cfg.PollFinish <= 0 {
+		cfg.PollFinish = min(25*time.Millisecond, cfg.PollMin)
+	}
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 12 * time.Hour
 	}
@@ -514,8 +521,8 @@ func statusFile(st *composeStatus, raw []byte, taskID int64) map[string]any {
 // wait polls the compose until it succeeds or fails, uploading
 // compose-status.json whenever it changes. The interval starts at PollMin
 // and doubles while nothing changes, up to PollMax; once every image is
-// built and only the Koji import remains, it stays at PollMin, so the task
-// learns of the finished compose within PollMin.
+// built and only the Koji import remains, it is PollFinish, so the task
+// learns of the finished compose within PollFinish.
 func (h *OSBuildImage) wait(ctx context.Context, t *Task, api *cloudAPI, cid string) (*composeStatus, error) {
 	interval := h.cfg.PollMin
 	var last []byte
@@ -538,8 +545,9 @@ func (h *OSBuildImage) wait(ctx context.Context, t *Task, api *cloudAPI, cid str
 			last, interval = file, h.cfg.PollMin
 		} else if !imagesDone(st) {
 			interval = min(2*interval, h.cfg.PollMax)
-		} else {
-			interval = h.cfg.PollMin
+		}
+		if imagesDone(st) {
+			interval = h.cfg.PollFinish
 		}
 		if finished {
 			return st, nil
@@ -614,7 +622,7 @@ func (h *OSBuildImage) tagBuild(ctx context.Context, t *Task, tag, build int64) 
 	if err := t.Hub.TaskSetWait(ctx, t.Info.ID, []int64{id}); err != nil {
 		return err
 	}
-	interval := h.cfg.PollMin
+	interval := h.cfg.PollFinish
 	for {
 		finished, _, err := t.Hub.TaskWait(ctx, t.Info.ID)
 		if err != nil {

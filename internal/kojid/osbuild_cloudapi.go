@@ -35,6 +35,8 @@ type ComposerConfig struct {
 	// OAuth, if set, gets bearer tokens by the client-credentials grant
 	// ([composer:oauth] in builder.conf).
 	OAuth *OAuthConfig
+	// Proxy routes http and https requests through this proxy URL.
+	Proxy string
 	// HTTPClient, if set, is used as is instead of one built from the TLS
 	// settings (tests, local mode).
 	HTTPClient *http.Client
@@ -102,6 +104,13 @@ func newCloudAPI(cfg ComposerConfig) (*cloudAPI, error) {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = tc
+		if cfg.Proxy != "" {
+			pu, err := url.Parse(cfg.Proxy)
+			if err != nil || pu.Host == "" {
+				return nil, fmt.Errorf("composer: proxy %q: not a URL", cfg.Proxy)
+			}
+			tr.Proxy = http.ProxyURL(pu)
+		}
 		c.http = &http.Client{Transport: tr, Timeout: 2 * time.Minute}
 	}
 	return c, nil

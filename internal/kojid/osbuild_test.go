@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ type osbBundle struct {
 	builder *jobstest.Builder
 	api     *httptest.Server
 	handler *kojid.OSBuildImage
+	q       *jobs.Queue // remote mode's compose queue
 	// finished records when the compose service finished each compose's
 	// last job (the bench's start point).
 	mu       sync.Mutex
@@ -93,6 +95,7 @@ func osbSetup(t testing.TB, local bool) *osbBundle {
 		if err != nil {
 			t.Fatal(err)
 		}
+		b.q = q
 		b.api = httptest.NewServer(h)
 		t.Cleanup(b.api.Close)
 		cfg.Composer = &kojid.ComposerConfig{Server: b.api.URL}
@@ -297,4 +300,12 @@ func TestOSBuildImageChecks(t *testing.T) {
 	if b.builder.Builds() != 0 {
 		t.Errorf("%d builds ran for refused tasks", b.builder.Builds())
 	}
+}
+
+// newLocalHTTP serves h on loopback for the rest of the test and returns
+// its URL.
+func newLocalHTTP(tb testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	tb.Cleanup(srv.Close)
+	return srv.URL
 }
