@@ -46,6 +46,10 @@ type OSBuildConfig struct {
 	Deadline time.Duration
 }
 
+// OSBuildImageWeight is the task weight of osbuildImage, as the builder
+// plugin declares it: the host mostly waits on the compose service.
+const OSBuildImageWeight = 0.2
+
 // OSBuildImage runs osbuildImage tasks: it turns each into a Cloud API
 // compose with a koji block (remote mode, or the same compose service
 // running on this host in local mode), watches it, attaches its status,
@@ -527,15 +531,10 @@ func (h *OSBuildImage) wait(ctx context.Context, t *Task, api *cloudAPI, cid str
 	interval := h.cfg.PollMin
 	var last []byte
 	for {
-		raw, err := api.get(ctx, "get the compose status", "composes/"+cid)
+		st, raw, err := api.status(ctx, cid)
 		if err != nil {
 			return nil, &koji.Fault{Code: koji.CodeGeneric, String: err.Error()}
 		}
-		st := &composeStatus{}
-		if err := json.Unmarshal(raw, st); err != nil || st.Status == "" || st.ImageStatuses == nil {
-			return nil, &koji.Fault{Code: koji.CodeGeneric, String: fmt.Sprintf("compose %s: malformed status: %.200s", cid, raw)}
-		}
-		st.Status = strings.ToLower(st.Status)
 		file, _ := json.Marshal(statusFile(st, raw, t.Info.ID))
 		finished := st.Status == "success" || st.Status == "failure"
 		if !bytes.Equal(file, last) {

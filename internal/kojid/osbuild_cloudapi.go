@@ -273,20 +273,18 @@ type composeStatus struct {
 	} `json:"koji_status"`
 }
 
-func (c *cloudAPI) status(ctx context.Context, id string) (*composeStatus, error) {
+// status gets a compose's status, parsed and as sent.
+func (c *cloudAPI) status(ctx context.Context, id string) (*composeStatus, []byte, error) {
 	data, err := c.get(ctx, "get the compose status", "composes/"+url.PathEscape(id))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var st composeStatus
-	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("compose status: %w", err)
-	}
-	if st.Status == "" || st.ImageStatuses == nil {
-		return nil, fmt.Errorf("compose status: status and image_statuses are required: %.200s", data)
+	if err := json.Unmarshal(data, &st); err != nil || st.Status == "" || st.ImageStatuses == nil {
+		return nil, nil, fmt.Errorf("compose %s: malformed status (status and image_statuses are required): %.200s", id, data)
 	}
 	st.Status = strings.ToLower(st.Status)
-	return &st, nil
+	return &st, data, nil
 }
 
 // composeLogs is GET /composes/{id}/logs.

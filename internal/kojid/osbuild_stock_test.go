@@ -41,7 +41,7 @@ func (s *stockComposer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/token" {
 		r.ParseForm()
 		if r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("client_id") != "kojid" || r.PostForm.Get("client_secret") != "s3cret" {
-			http.Error(w, `{"error":"invalid_client"}`, 401)
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
 			return
 		}
 		s.tokens++
@@ -50,7 +50,7 @@ func (s *stockComposer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	auth := r.Header.Get("Authorization")
 	if !strings.HasPrefix(auth, "Bearer tok-") || (auth == "Bearer tok-1" && len(s.requests) > 0 && s.polls > 0) {
-		http.Error(w, `{"kind":"Error","code":"IMAGE-BUILDER-COMPOSER-1000","reason":"token expired"}`, 401)
+		http.Error(w, `{"kind":"Error","code":"IMAGE-BUILDER-COMPOSER-1000","reason":"token expired"}`, http.StatusUnauthorized)
 		return
 	}
 	base := "/api/image-builder-composer/v2/"
@@ -64,7 +64,7 @@ func (s *stockComposer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.polls++
 		switch {
 		case s.polls == 1 && s.failFirst:
-			http.Error(w, "upstream connect error", 503)
+			http.Error(w, "upstream connect error", http.StatusServiceUnavailable)
 		case s.never || s.polls < 4:
 			fmt.Fprint(w, `{"kind":"ComposeStatus","id":"1a2b3c4d-0000-4000-8000-000000000001","status":"pending","image_status":{"status":"building"},"image_statuses":[{"status":"building"}],"koji_status":{"build_id":42}}`)
 		case s.fail:
