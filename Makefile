@@ -69,6 +69,9 @@ fuzz:
 	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzBuildArgs -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/reproduce -run '^$$' -fuzz FuzzCompareTar -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/reproduce -run '^$$' -fuzz FuzzReadGPT -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzParseBuilderConf -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzOSBuildArgs -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzComposeStatus -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
@@ -78,3 +81,4 @@ bench: deps kib
 	bench/kojid.sh
 	bench/upload.sh
 	bench/reproduce.sh
+	bench/kojid-osbuild.sh

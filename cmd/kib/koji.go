@@ -29,6 +29,7 @@ func newKojiCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newKojiImportCmd(), newKojiCallCmd())
 	cmd.AddCommand(newKojiImageBuilderBuildCmd(), newKojiWatchTaskCmd(), newKojiDownloadTaskCmd())
+	cmd.AddCommand(newKojiOSBuildImageCmd())
 	return cmd
 }
 

@@ -153,34 +153,6 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-// pyRepr renders a decoded XML-RPC value as Python's repr would.
-func pyRepr(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "None"
-	case bool:
-		if x {
-			return "True"
-		}
-		return "False"
-	case string:
-		return "'" + strings.ReplaceAll(x, "'", `\'`) + "'"
-	case []any:
-		s := make([]string, len(x))
-		for i, e := range x {
-			s[i] = pyRepr(e)
-		}
-		return "[" + strings.Join(s, ", ") + "]"
-	case map[string]any:
-		var s []string
-		for _, k := range sortedKeys(x) {
-			s = append(s, pyRepr(k)+": "+pyRepr(x[k]))
-		}
-		return "{" + strings.Join(s, ", ") + "}"
-	}
-	return fmt.Sprint(v)
-}
-
 // TaskIDs returns the ids of the tasks of a method, in creation order.
 func (h *Hub) TaskIDs(method string) []int {
 	h.mu.Lock()
