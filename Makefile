@@ -53,9 +53,18 @@ fuzz:
 	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/upload/azure -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/upload/gcp -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
 	bench/qcow2.sh
 	bench/koji-upload.sh
 	bench/compose.sh
+
+# cloud-emulators starts Azurite and fake-gcs-server on loopback for the azure
+# and gcp upload tests (installed on first use: npm, go install) and prints
+# the exports the tests read.
+.PHONY: cloud-emulators
+cloud-emulators:
+	@echo export KIB_TEST_AZURITE=$$(.ci/azurite.sh) KIB_TEST_FAKE_GCS=$$(.ci/fake-gcs.sh)
