@@ -139,7 +139,7 @@ func makeVHD(t testing.TB, dir string, virtMiB int64, dataAtMiB []int64, bootMod
 func vhdFooter(size int64) []byte {
 	b := make([]byte, 512)
 	copy(b[0:8], "conectix")
-	binary.BigEndian.PutUint32(b[8:], 2)          // features: reserved
+	binary.BigEndian.PutUint32(b[8:], 2)           // features: reserved
 	binary.BigEndian.PutUint32(b[12:], 0x00010000) // version 1.0
 	binary.BigEndian.PutUint64(b[16:], ^uint64(0)) // data offset: none (fixed)
 	copy(b[28:32], "kib ")

@@ -57,7 +57,7 @@ type Server struct {
 	mu       sync.Mutex
 	tokens   map[string]bool
 	accounts map[string]map[string]*account // group → name → account
-	images   map[string]*Image               // group/name → image
+	images   map[string]*Image              // group/name → image
 	ops      map[string]*operation
 	// Requests counts requests by "METHOD kind" (e.g. "PUT image").
 	Requests map[string]int
@@ -255,23 +255,23 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request, segs []string)
 		writeJSON(w, http.StatusOK, map[string]any{"value": list})
 	case len(rest) == 4 && rest[1] == "microsoft.storage" && rest[2] == "storageaccounts" && r.Method == http.MethodPut:
 		s.count("PUT storageaccount")
-		s.createAccount(w, r, group, segs[8])
+		s.createAccount(w, r, group, segs[7])
 	case len(rest) == 4 && rest[1] == "microsoft.storage" && rest[2] == "storageaccounts" && r.Method == http.MethodGet:
 		s.mu.Lock()
-		a := s.accounts[group][segs[8]]
+		a := s.accounts[group][segs[7]]
 		s.mu.Unlock()
 		if a == nil {
-			armError(w, http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("The Resource 'Microsoft.Storage/storageAccounts/%s' under resource group '%s' was not found.", segs[8], group))
+			armError(w, http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("The Resource 'Microsoft.Storage/storageAccounts/%s' under resource group '%s' was not found.", segs[7], group))
 			return
 		}
 		writeJSON(w, http.StatusOK, s.accountJSON(group, a))
 	case len(rest) == 5 && rest[1] == "microsoft.storage" && rest[2] == "storageaccounts" && rest[4] == "listkeys" && r.Method == http.MethodPost:
 		s.count("POST listkeys")
 		s.mu.Lock()
-		a := s.accounts[group][segs[8]]
+		a := s.accounts[group][segs[7]]
 		s.mu.Unlock()
 		if a == nil {
-			armError(w, http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("The Resource 'Microsoft.Storage/storageAccounts/%s' under resource group '%s' was not found.", segs[8], group))
+			armError(w, http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("The Resource 'Microsoft.Storage/storageAccounts/%s' under resource group '%s' was not found.", segs[7], group))
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"keys": []any{
@@ -279,12 +279,12 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request, segs []string)
 		}})
 	case len(rest) == 4 && rest[1] == "microsoft.compute" && rest[2] == "images" && r.Method == http.MethodPut:
 		s.count("PUT image")
-		s.createImage(w, r, group, segs[8])
+		s.createImage(w, r, group, segs[7])
 	case len(rest) == 4 && rest[1] == "microsoft.compute" && rest[2] == "images" && r.Method == http.MethodGet:
 		s.count("GET image")
-		im := s.Image(group, segs[8])
+		im := s.Image(group, segs[7])
 		if im == nil {
-			armError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("The Resource 'Microsoft.Compute/images/%s' under resource group '%s' was not found.", segs[8], group))
+			armError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("The Resource 'Microsoft.Compute/images/%s' under resource group '%s' was not found.", segs[7], group))
 			return
 		}
 		writeJSON(w, http.StatusOK, s.imageJSON(group, im, "Succeeded"))
