@@ -421,6 +421,7 @@ func TestBadCredentials(t *testing.T) {
 		t.Fatal("upload with a wrong client secret succeeded")
 	}
 	msg := err.Error()
+	t.Logf("error: %s", msg)
 	if !strings.Contains(msg, "AADSTS7000215: Invalid client secret provided") || strings.Contains(msg, "\n") {
 		t.Fatalf("error %q, want Entra ID's message on one line", msg)
 	}

@@ -278,6 +278,7 @@ func TestBadCredentials(t *testing.T) {
 	if !strings.Contains(msg, "Invalid JWT Signature.") && !strings.Contains(msg, "Request had invalid authentication credentials") {
 		t.Fatalf("error %q, want Google's message", msg)
 	}
+	t.Logf("error: %s", msg)
 	if strings.Contains(msg, "\n") || strings.Contains(msg, "goroutine") {
 		t.Fatalf("error %q is not one line", msg)
 	}

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -21,6 +22,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -136,6 +138,14 @@ func newID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// numericID is a resource id: Compute Engine's ids are uint64s, sent as
+// decimal strings.
+func numericID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return strconv.FormatUint(binary.BigEndian.Uint64(b)>>1, 10)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -353,7 +363,7 @@ func (s *Server) checkSource(source string) (code, msg string, status int) {
 func (s *Server) newOperation(kind, target string, finish func() (string, string, int)) map[string]any {
 	id := "operation-" + newID()
 	op := map[string]any{
-		"kind": "compute#operation", "id": newID(), "name": id, "operationType": kind,
+		"kind": "compute#operation", "id": numericID(), "name": id, "operationType": kind,
 		"targetLink": target, "status": "PENDING", "progress": 0,
 		"insertTime": time.Now().Format(time.RFC3339), "user": s.ClientEmail,
 		"selfLink": fmt.Sprintf("%s/compute/v1/projects/%s/global/operations/%s", s.URL, s.Project, id),
