@@ -61,6 +61,7 @@ bench: deps kib
 	bench/qcow2.sh
 	bench/koji-upload.sh
 	bench/compose.sh
+	bench/upload-azure.sh
 
 # cloud-emulators starts Azurite and fake-gcs-server on loopback for the azure
 # and gcp upload tests (installed on first use: npm, go install) and prints

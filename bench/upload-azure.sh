@@ -30,5 +30,6 @@ echo "$out" | awk '
 END {
 	printf "sparse: %8.2f s, %8.0f MiB sent\n", ns["sparse"]/1e9, sent["sparse"]
 	printf "dense:  %8.2f s, %8.0f MiB sent (baseline: every byte)\n", ns["dense"]/1e9, sent["dense"]
-	if (ns["sparse"] > 0) printf "dense/sparse time: %.1fx faster sparse\n", ns["dense"]/ns["sparse"]
+	if (ns["sparse"] > 0) printf "dense/sparse time: %.1fx (sparse is faster by this factor)\n", ns["dense"]/ns["sparse"]
+	if (sent["sparse"] > 0) printf "dense/sparse bytes sent: %.1fx\n", sent["dense"]/sent["sparse"]
 }'
