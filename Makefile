@@ -72,6 +72,8 @@ fuzz:
 	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzParseBuilderConf -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzOSBuildArgs -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzComposeStatus -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/upload/azure -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/upload/gcp -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
@@ -82,3 +84,11 @@ bench: deps kib
 	bench/upload.sh
 	bench/reproduce.sh
 	bench/kojid-osbuild.sh
+	bench/upload-azure.sh
+
+# cloud-emulators starts Azurite and fake-gcs-server on loopback for the azure
+# and gcp upload tests (installed on first use: npm, go install) and prints
+# the exports the tests read.
+.PHONY: cloud-emulators
+cloud-emulators:
+	@echo export KIB_TEST_AZURITE=$$(.ci/azurite.sh) KIB_TEST_FAKE_GCS=$$(.ci/fake-gcs.sh)
