@@ -19,6 +19,7 @@ import (
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/koji/kojitest"
 	"github.com/kib-project/kib/internal/kojiwatch"
+	"github.com/kib-project/kib/internal/store"
 )
 
 // fastBuilder writes a small tar.xz "image" with manifest, SBOM and
@@ -414,3 +415,68 @@ func contains(l []string, s string) bool {
 }
 
 var _ = json.Marshal
+
+// TestBuildOptionsReachTheBuilder: every option of the hub plugin's schema
+// that kib builds with arrives in the arch task's build request.
+func TestBuildOptionsReachTheBuilder(t *testing.T) {
+	e := newEnv(t)
+	var got BuildRequest
+	var mu sync.Mutex
+	b := &fastBuilder{fail: func(r BuildRequest) error {
+		mu.Lock()
+		got = r
+		mu.Unlock()
+		return nil
+	}}
+	e.startHost(t, "builder1", []string{"aarch64"}, b)
+	id := e.submit(t, "debian-12", []any{"aarch64"}, []any{"qcow2"}, "opts", "1", opts(
+		"repos", []any{"http://deb.example/$arch/debian bookworm main", "[trusted=yes] http://extra.example/$basearch ./"},
+		"distro", "debian-12", "seed", int64(42), "preview", true,
+		"blueprint", map[string]any{"customizations": map[string]any{"hostname": "kib-host"}}))
+	if _, err := e.watch(t, id); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got.Arch != "aarch64" || got.Distro != "debian-12" || got.Seed == nil || *got.Seed != 42 || got.Preview == nil || !*got.Preview {
+		t.Errorf("request %+v", got)
+	}
+	wantRepos := []string{"http://deb.example/aarch64/debian bookworm main", "[trusted=yes] http://extra.example/aarch64 ./"}
+	if strings.Join(got.Repos, "|") != strings.Join(wantRepos, "|") {
+		t.Errorf("repos %q, want %q", got.Repos, wantRepos)
+	}
+	if c, _ := got.Blueprint["customizations"].(map[string]any); c["hostname"] != "kib-host" {
+		t.Errorf("blueprint %v", got.Blueprint)
+	}
+	if strings.Join(got.Types, ",") != "qcow2" {
+		t.Errorf("types %v", got.Types)
+	}
+}
+
+// TestEngineBuilderRefusesBadRequests: the engine builder refuses what it
+// cannot build before building anything, naming the field.
+func TestEngineBuilderRefusesBadRequests(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb := &EngineBuilder{Store: st, CacheDir: dir}
+	ctx := context.Background()
+	log := testLogger(t)
+	cases := []struct {
+		req  BuildRequest
+		want string
+	}{
+		{BuildRequest{Distro: "fedora-42", Arch: "x86_64", Types: []string{"tar"}, Log: log}, "opts.distro"},
+		{BuildRequest{Arch: "s390x", Types: []string{"tar"}, Log: log}, "arch"},
+		{BuildRequest{Arch: "x86_64", Types: []string{"minimal-raw"}, Log: log}, "types"},
+		{BuildRequest{Arch: "x86_64", Types: []string{"tar"}, Repos: []string{"[bogus"}, Log: log}, "opts.repos"},
+	}
+	for _, tc := range cases {
+		_, err := eb.Build(ctx, tc.req)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.req, err, tc.want)
+		}
+	}
+}

@@ -367,9 +367,15 @@ func (h ImageBuilderBuild) buildArches(ctx context.Context, t *Task, name, versi
 	for i, s := range types {
 		typeList[i] = s
 	}
+	// As upstream, the subtasks get the opts with scratch made explicit.
+	sub := make(map[string]any, len(opts.raw)+1)
+	for k, v := range opts.raw {
+		sub[k] = v
+	}
+	sub["scratch"] = opts.Scratch
 	var ids, canfail []int64
 	for _, arch := range arches {
-		args := []any{name, version, release, arch, typeList, rawTarget, rawConfig, orNil(rawRepo), opts.raw}
+		args := []any{name, version, release, arch, typeList, rawTarget, rawConfig, orNil(rawRepo), sub}
 		id, err := hub.Subtask(ctx, "imageBuilderBuildArch", args, t.Info.ID, koji.SubtaskOpts{Label: arch, Arch: arch})
 		if err != nil {
 			return nil, fmt.Errorf("creating the %s subtask: %w", arch, err)
