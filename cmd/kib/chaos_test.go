@@ -145,6 +145,12 @@ type composeRef struct {
 }
 
 func (r *chaosRun) run(backend string) {
+	r.setup(backend)
+	r.chaos(backend)
+}
+
+// setup starts the hub, its proxy and the kib processes.
+func (r *chaosRun) setup(backend string) {
 	t := r.t
 	r.hub = kojitest.New(t, kojitest.Options{})
 	r.hub.AddUser("kib", "pw")
@@ -200,6 +206,11 @@ func (r *chaosRun) run(backend string) {
 			r.kill(name)
 		}
 	})
+}
+
+// chaos submits the composes among the faults and checks the outcome.
+func (r *chaosRun) chaos(backend string) {
+	t := r.t
 
 	// Submit the composes in batches between the faults.
 	var composes []composeRef
@@ -564,4 +575,62 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// TestServeKilledMidBuild SIGKILLs kib serve while a Koji compose's build
+// runs a host command: the command dies with kib, and the restarted
+// service retries the build long before --rescue-after, so the compose
+// succeeds and the Koji build is imported once.
+func TestServeKilledMidBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kib serve processes; run without -short")
+	}
+	bin := filepath.Join(t.TempDir(), "kib")
+	if out, err := exec.Command("go", "build", "-tags", "chaos", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags chaos: %v\n%s", err, out)
+	}
+	t.Setenv("KIB_CHAOS_BUILD_TIME", "5s")
+	r := &chaosRun{t: t, bin: bin, rng: rand.New(rand.NewPCG(1, 2)), cfg: chaosConfig{deadline: 2 * time.Minute}}
+	r.setup("sqlite")
+	c := r.submit(0)
+	deadline := time.Now().Add(time.Minute)
+	for len(processesWith(r.token)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the build's host command did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.kill("serve")
+	deadline = time.Now().Add(10 * time.Second)
+	for left := processesWith(r.token); len(left) > 0; left = processesWith(r.token) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the build's processes outlived the killed kib serve: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.start("serve")
+	var st map[string]any
+	for deadline = time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st = r.getJSON("/api/image-builder-composer/v2/composes/" + c.id)
+		if st["status"] != "pending" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the compose did not finish after the restart")
+		}
+	}
+	ks, _ := st["koji_status"].(map[string]any)
+	if st["status"] != "success" || ks["reservation"] != "imported" {
+		t.Fatalf("compose %v", st)
+	}
+	imports := 0
+	for _, m := range r.hub.Calls() {
+		if m == "CGImport" {
+			imports++
+		}
+	}
+	if imports != 1 {
+		t.Errorf("CGImport called %d times, want 1", imports)
+	}
+	r.stop("serve")
 }
