@@ -88,10 +88,7 @@ func TestChaos(t *testing.T) {
 	}
 	cfg := chaosConfigFromEnv(t)
 	t.Logf("chaos seed %d (replay: KIB_CHAOS_SEED=%d)", cfg.seed, cfg.seed)
-	bin := filepath.Join(t.TempDir(), "kib")
-	if out, err := exec.Command("go", "build", "-tags", "chaos", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags chaos: %v\n%s", err, out)
-	}
+	bin := chaosKib(t)
 	runs := 0
 	for _, remote := range []bool{false, true} {
 		for _, backend := range cfg.backends {
@@ -577,6 +574,40 @@ func tail(s string, n int) string {
 	return s[len(s)-n:]
 }
 
+var (
+	chaosOnce sync.Once
+	chaosBin  string
+	chaosErr  error
+)
+
+// chaosKib builds kib with the chaos tag once per test binary, into a
+// directory TestMain removes.
+func chaosKib(t *testing.T) string {
+	chaosOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kib-chaos-")
+		if err != nil {
+			chaosErr = err
+			return
+		}
+		chaosBin = filepath.Join(dir, "kib")
+		if out, err := exec.Command("go", "build", "-tags", "chaos", "-o", chaosBin, ".").CombinedOutput(); err != nil {
+			chaosErr = fmt.Errorf("go build -tags chaos: %v\n%s", err, out)
+		}
+	})
+	if chaosErr != nil {
+		t.Fatal(chaosErr)
+	}
+	return chaosBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if chaosBin != "" {
+		os.RemoveAll(filepath.Dir(chaosBin))
+	}
+	os.Exit(code)
+}
+
 // TestServeKilledMidBuild SIGKILLs kib serve while a Koji compose's build
 // runs a host command: the command dies with kib, and the restarted
 // service retries the build long before --rescue-after, so the compose
@@ -585,10 +616,7 @@ func TestServeKilledMidBuild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kib serve processes; run without -short")
 	}
-	bin := filepath.Join(t.TempDir(), "kib")
-	if out, err := exec.Command("go", "build", "-tags", "chaos", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags chaos: %v\n%s", err, out)
-	}
+	bin := chaosKib(t)
 	t.Setenv("KIB_CHAOS_BUILD_TIME", "5s")
 	r := &chaosRun{t: t, bin: bin, rng: rand.New(rand.NewPCG(1, 2)), cfg: chaosConfig{deadline: 2 * time.Minute}}
 	r.setup("sqlite")
