@@ -617,7 +617,9 @@ func TestServeKilledMidBuild(t *testing.T) {
 		t.Skip("starts kib serve processes; run without -short")
 	}
 	bin := chaosKib(t)
-	t.Setenv("KIB_CHAOS_BUILD_TIME", "5s")
+	// The first build's host command would run for ten minutes: it must
+	// die with kib, not when it ends.
+	t.Setenv("KIB_CHAOS_BUILD_TIME", "10m")
 	r := &chaosRun{t: t, bin: bin, rng: rand.New(rand.NewPCG(1, 2)), cfg: chaosConfig{deadline: 2 * time.Minute}}
 	r.setup("sqlite")
 	c := r.submit(0)
@@ -629,13 +631,14 @@ func TestServeKilledMidBuild(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	r.kill("serve")
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for left := processesWith(r.token); len(left) > 0; left = processesWith(r.token) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the build's processes outlived the killed kib serve: %v", left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	t.Setenv("KIB_CHAOS_BUILD_TIME", "200ms")
 	r.start("serve")
 	var st map[string]any
 	for deadline = time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
