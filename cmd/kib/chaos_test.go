@@ -88,10 +88,7 @@ func TestChaos(t *testing.T) {
 	}
 	cfg := chaosConfigFromEnv(t)
 	t.Logf("chaos seed %d (replay: KIB_CHAOS_SEED=%d)", cfg.seed, cfg.seed)
-	bin := filepath.Join(t.TempDir(), "kib")
-	if out, err := exec.Command("go", "build", "-tags", "chaos", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags chaos: %v\n%s", err, out)
-	}
+	bin := chaosKib(t)
 	runs := 0
 	for _, remote := range []bool{false, true} {
 		for _, backend := range cfg.backends {
@@ -145,6 +142,12 @@ type composeRef struct {
 }
 
 func (r *chaosRun) run(backend string) {
+	r.setup(backend)
+	r.chaos(backend)
+}
+
+// setup starts the hub, its proxy and the kib processes.
+func (r *chaosRun) setup(backend string) {
 	t := r.t
 	r.hub = kojitest.New(t, kojitest.Options{})
 	r.hub.AddUser("kib", "pw")
@@ -200,6 +203,11 @@ func (r *chaosRun) run(backend string) {
 			r.kill(name)
 		}
 	})
+}
+
+// chaos submits the composes among the faults and checks the outcome.
+func (r *chaosRun) chaos(backend string) {
+	t := r.t
 
 	// Submit the composes in batches between the faults.
 	var composes []composeRef
@@ -564,4 +572,96 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+var (
+	chaosOnce sync.Once
+	chaosBin  string
+	chaosErr  error
+)
+
+// chaosKib builds kib with the chaos tag once per test binary, into a
+// directory TestMain removes.
+func chaosKib(t *testing.T) string {
+	chaosOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kib-chaos-")
+		if err != nil {
+			chaosErr = err
+			return
+		}
+		chaosBin = filepath.Join(dir, "kib")
+		if out, err := exec.Command("go", "build", "-tags", "chaos", "-o", chaosBin, ".").CombinedOutput(); err != nil {
+			chaosErr = fmt.Errorf("go build -tags chaos: %v\n%s", err, out)
+		}
+	})
+	if chaosErr != nil {
+		t.Fatal(chaosErr)
+	}
+	return chaosBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if chaosBin != "" {
+		os.RemoveAll(filepath.Dir(chaosBin))
+	}
+	os.Exit(code)
+}
+
+// TestServeKilledMidBuild SIGKILLs kib serve while a Koji compose's build
+// runs a host command: the command dies with kib, and the restarted
+// service retries the build long before --rescue-after, so the compose
+// succeeds and the Koji build is imported once.
+func TestServeKilledMidBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kib serve processes; run without -short")
+	}
+	bin := chaosKib(t)
+	// The first build's host command would run for ten minutes: it must
+	// die with kib, not when it ends.
+	t.Setenv("KIB_CHAOS_BUILD_TIME", "10m")
+	r := &chaosRun{t: t, bin: bin, rng: rand.New(rand.NewPCG(1, 2)), cfg: chaosConfig{deadline: 2 * time.Minute}}
+	r.setup("sqlite")
+	c := r.submit(0)
+	deadline := time.Now().Add(time.Minute)
+	for len(processesWith(r.token)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the build's host command did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.kill("serve")
+	deadline = time.Now().Add(5 * time.Second)
+	for left := processesWith(r.token); len(left) > 0; left = processesWith(r.token) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the build's processes outlived the killed kib serve: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Setenv("KIB_CHAOS_BUILD_TIME", "200ms")
+	r.start("serve")
+	var st map[string]any
+	for deadline = time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st = r.getJSON("/api/image-builder-composer/v2/composes/" + c.id)
+		if st["status"] != "pending" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the compose did not finish after the restart")
+		}
+	}
+	ks, _ := st["koji_status"].(map[string]any)
+	if st["status"] != "success" || ks["reservation"] != "imported" {
+		t.Fatalf("compose %v", st)
+	}
+	imports := 0
+	for _, m := range r.hub.Calls() {
+		if m == "CGImport" {
+			imports++
+		}
+	}
+	if imports != 1 {
+		t.Errorf("CGImport called %d times, want 1", imports)
+	}
+	r.stop("serve")
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,4 +154,92 @@ func TestInterrupt(t *testing.T) {
 	if p, _ := exec.Command("pgrep", "-f", "mmdebstrap.*"+store).Output(); len(p) > 0 {
 		t.Errorf("mmdebstrap still running: %s", p)
 	}
+}
+
+// TestKilledBuildLeavesNoProcesses SIGKILLs kib build while mmdebstrap
+// installs packages: mmdebstrap, apt and dpkg die with kib.
+func TestKilledBuildLeavesNoProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real build; run without -short")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kib")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	store := filepath.Join(dir, "store")
+	cmd := exec.Command(bin, "build", "tar", "--output-dir", filepath.Join(dir, "out"), "--store", store, "--cache-dir", filepath.Join(dir, "cache"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens, leave no mount below dir for TempDir's cleanup.
+	t.Cleanup(func() {
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		lines := strings.Split(string(mounts), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if f := strings.Fields(lines[i]); len(f) > 4 && strings.HasPrefix(f[4], dir) {
+				_ = syscall.Unmount(f[4], syscall.MNT_DETACH)
+			}
+		}
+	})
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), `name="pipeline os"`) {
+				once = true
+				close(started)
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("the build did not reach the os pipeline")
+	}
+	// Wait until mmdebstrap runs, then kill kib alone.
+	deadline := time.Now().Add(time.Minute)
+	for len(buildProcesses(store)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("mmdebstrap did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // apt and dpkg are at work now
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	deadline = time.Now().Add(10 * time.Second)
+	for left := buildProcesses(dir); len(left) > 0; left = buildProcesses(dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("processes outlived the SIGKILLed kib build: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// buildProcesses lists the processes that work below dir: their command
+// line names it, or their root or working directory is inside it.
+func buildProcesses(dir string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil || e.Name() == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		p := filepath.Join("/proc", e.Name())
+		cl, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		root, _ := os.Readlink(filepath.Join(p, "root"))
+		cwd, _ := os.Readlink(filepath.Join(p, "cwd"))
+		if strings.Contains(string(cl), dir) || strings.HasPrefix(root, dir) || strings.HasPrefix(cwd, dir) {
+			out = append(out, e.Name()+" "+strings.ReplaceAll(string(cl), "\x00", " "))
+		}
+	}
+	return out
 }

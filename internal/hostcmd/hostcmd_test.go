@@ -87,6 +87,9 @@ func processesWith(s string) []string {
 // the command and the processes that command started die with it.
 func TestKilledParent(t *testing.T) {
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs the tests as root: grandchildren die with kib only as root (PID namespace)")
+		}
 		t.Skip("grandchildren die with kib only as root (PID namespace); run as root")
 	}
 	token := fmt.Sprintf("%d.%d", 7000+time.Now().UnixNano()%1000, os.Getpid())
