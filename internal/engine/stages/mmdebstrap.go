@@ -53,7 +53,7 @@ func (m *Mmdebstrap) Validate() error {
 
 // Run builds the local repository and runs mmdebstrap into env.Tree.
 func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
-	if err := hostcmd.Check(m.Tools()...); err != nil {
+	if err := env.check(m.Tools()...); err != nil {
 		return err
 	}
 	repo := filepath.Join(env.Work, "repo")
@@ -70,14 +70,14 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 			return err
 		}
 	}
-	idx, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog})
+	idx, err := env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog})
 	if err != nil {
 		return fmt.Errorf("indexing the local repository: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(repo, "Packages"), idx, 0o644); err != nil {
 		return err
 	}
-	rel, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Dir: repo, Log: env.ToolLog, Args: []string{
+	rel, err := env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Dir: repo, Log: env.ToolLog, Args: []string{
 		"-o", "APT::FTPArchive::Release::Suite=" + m.Suite,
 		"-o", "APT::FTPArchive::Release::Codename=" + m.Suite,
 		"-o", "APT::FTPArchive::Release::Origin=kib",
@@ -117,7 +117,7 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	}
 	// Run in a private mount namespace: mounts mmdebstrap leaves behind when
 	// it fails or is killed vanish with the process.
-	_, err = hostcmd.Run(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog,
+	_, err = env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog,
 		// LC_ALL=C rather than BaseEnv's C.UTF-8: still the same on every
 		// host, and dpkg and the maintainer scripts ran 15-20 % slower in
 		// C.UTF-8 here (bench/tar.sh).
