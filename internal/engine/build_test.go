@@ -175,7 +175,7 @@ func TestBuildReproducible(t *testing.T) {
 	}
 	checkBuildInfo(t, tarA, "archive", "root.tar.xz")
 	checkBuildInfo(t, ctrA, "container", "container.tar")
-	checkSBOM(t, tarA, len(mt.Sources.Debs))
+	checkSBOM(t, tarA, len(mt.Sources.Debs)+len(mt.Sources.BuildDebs))
 
 	files := extract(t, tarA.Path, "./etc/hostname", "./etc/passwd", "./etc/group", "./etc/shadow", "./etc/motd",
 		"./home/alice/.ssh/authorized_keys", "./etc/apt/sources.list")
