@@ -79,9 +79,9 @@ func TestBuildOnMinimalHost(t *testing.T) {
 	if got := strings.Join(names, " "); got != "dev kib manifest.json out proc store sys tmp" {
 		t.Fatalf("minimal root holds %s", got)
 	}
-	// The test harness enters the root with the host's unshare; inside it,
-	// kib is alone.
-	script := `mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && mount --rbind /sys "$1/sys" && ` +
+	// The test harness enters the root with the host's unshare, making it a
+	// mount point as a container's root is; inside it, kib is alone.
+	script := `mount --bind "$1" "$1" && mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && mount --rbind /sys "$1/sys" && ` +
 		`exec chroot "$1" /kib build --manifest /manifest.json --store /store --output-dir /out`
 	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", min)
 	cmd.Env = []string{"HOME=/", "PATH=/"}

@@ -2,6 +2,7 @@ package hostcmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,7 +65,12 @@ func enterIfSandbox() {
 
 // enterSandbox is the child's part; it only returns on error.
 func enterSandbox(s *sandboxSpec) error {
+	// Mounts made below must not propagate to the host's namespace.
 	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		if errors.Is(err, syscall.EINVAL) {
+			return errors.New("making mounts private: / is not a mount point (kib runs in a plain chroot?); " +
+				"make the root directory a mount point first (mount --bind DIR DIR), as containers do")
+		}
 		return fmt.Errorf("making mounts private: %w", err)
 	}
 	nr := s.Stage
