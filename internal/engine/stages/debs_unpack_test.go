@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -93,4 +94,37 @@ func TestDebPath(t *testing.T) {
 			t.Errorf("debPath(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzUnpackDeb feeds arbitrary bytes as a .deb: errors, never a panic, and
+// nothing written outside the tree.
+func FuzzUnpackDeb(f *testing.F) {
+	dir := f.TempDir()
+	seed, err := os.ReadFile(debtest.Build(f, dir, debtest.Pkg{Name: "kib-seed", Version: "1", Files: map[string]string{"bin/x": "x"}}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte("!<arch>\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		deb := filepath.Join(parent, "in.deb")
+		if err := os.WriteFile(deb, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tree := filepath.Join(parent, "tree")
+		os.Mkdir(tree, 0o755)
+		root, err := os.OpenRoot(tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer root.Close()
+		if _, data, err := decodeDeb(deb); err == nil {
+			_ = unpackTar(bytes.NewReader(data), root)
+		}
+		entries, _ := os.ReadDir(parent)
+		if len(entries) != 2 {
+			t.Errorf("the unpack wrote beside the tree: %v", entries)
+		}
+	})
 }
