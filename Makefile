@@ -6,7 +6,11 @@ GO ?= go
 OUT ?= out
 TYPE ?= tar
 
-# Host tools kib drives, by Debian package; postgresql backs the shared
+# What kib itself needs on the host: apt and the archive keyring to resolve
+# packages (kib manifest). Image tools come from the manifest's build root.
+KIB_HOST_PACKAGES = apt debian-archive-keyring
+
+# Host tools the tests drive directly, by Debian package; postgresql backs the shared
 # queue's tests (.ci/postgres.sh starts it); krb5-kdc, krb5-admin-server and
 # apache2 serve the Koji login tests against a real KDC and a real httpd;
 # docker-registry is the real registry of the container upload tests.
@@ -19,7 +23,9 @@ HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
 
 .PHONY: image test deps kib bench vet fuzz chaos
 
-image: deps kib
+image: kib
+	@missing=$$(for p in $(KIB_HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "missing host packages: apt-get install $$missing" >&2; exit 1; fi
 	./kib build --distro debian-12 --arch x86_64 $(TYPE) --output-dir $(OUT)
 
 kib:
@@ -74,6 +80,7 @@ fuzz:
 	$(GO) test ./internal/kojid -run '^$$' -fuzz FuzzComposeStatus -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/upload/azure -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/upload/gcp -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/engine/stages -run '^$$' -fuzz FuzzUnpackDeb -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh

@@ -5,7 +5,10 @@
 # password, then sfdisk, mkfs.vfat + mtools, mkfs.ext4 -d + debugfs,
 # grub-mkimage, qemu-img: bench/lib.sh), (c) kib's warm rebuild of the
 # unchanged manifest; kib's time per stage; and the time from manifest to a
-# booted login prompt (kib's cold build + boot under TCG).
+# booted login prompt (kib's cold build + boot under TCG). With the pinned
+# build root (issue 8): (d) kib cold with the build root cached in the store,
+# (e) kib cold with the build root built too, against (a), which runs the
+# host's tools (a manifest of the definition without build_root).
 # Usage: bench/qcow2.sh [ROUNDS]   (root; $BENCH_DIR, default /var/tmp/kib-bench-qcow2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +23,15 @@ KIB="$W/kib"
 # root's password is "kib" in both images, for the boot.
 HASH='$6$kibsalt$8zTUYBNqnkNUMvoTs26Ed.tHcrGdu9Lqn7syL7TviTuUPXyCHtgtmglwmR7p9LgPQLziRrSDw8m.Se9QCktv1/'
 printf '[[customizations.user]]\nname = "root"\npassword = "%s"\n' "$HASH" > "$W/bp.toml"
-"$KIB" manifest --blueprint "$W/bp.toml" --size ${SIZE_MIB}MiB qcow2 > "$W/manifest.json"
+# Today's kib: the host's tools (the definition without its build root).
+mkdir -p "$W/defs"
+sed '/^build_root:/,/^  alternatives:/d' distros/debian-12.yaml > "$W/defs/debian-12.yaml"
+"$KIB" manifest --definitions "$W/defs" --blueprint "$W/bp.toml" --size ${SIZE_MIB}MiB qcow2 > "$W/manifest.json"
+"$KIB" manifest --blueprint "$W/bp.toml" --size ${SIZE_MIB}MiB qcow2 > "$W/manifest-br.json"
 STORE="$W/store"
 "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/warmup" >/dev/null 2>&1
+"$KIB" build --manifest "$W/manifest-br.json" --store "$STORE" --output-dir "$W/warmup-br" 2> "$W/kib-br-warmup.log" >/dev/null
+BRKEY=$(sed -n 's/.*msg="pipeline done" pipeline=build .*key=\([0-9a-f]*\).*/\1/p' "$W/kib-br-warmup.log")
 SDE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_date_epoch"])' "$W/manifest.json")
 pins "$W/manifest.json" > "$W/pins.txt"
 
@@ -38,19 +47,35 @@ kib_cold() {
   rm -rf "$STORE/objects" "$W/out"
   "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/out" 2> "$W/kib.log" >/dev/null
 }
+# kib_br DIR: kib cold with the build root; DIR "keep" keeps the build root.
+kib_br() {
+  local o
+  for o in "$STORE"/objects/*; do
+    case "$1:$(basename "$o")" in keep:"$BRKEY"*) ;; *) rm -rf "$o" ;; esac
+  done
+  rm -rf "$W/out-br"
+  "$KIB" build --manifest "$W/manifest-br.json" --store "$STORE" --output-dir "$W/out-br" 2> "$W/kib-br-$1.log" >/dev/null
+}
 kib_warm() {
   rm -rf "$W/out2"
   "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/out2" >/dev/null 2>&1
 }
 
-tk=0; tp=0; tw=0
+tk=0; tp=0; tw=0; tbc=0; tbk=0
 for r in $(seq "$ROUNDS"); do
   s=$(now); kib_cold; k=$(el "$s" "$(now)")
   s=$(now); plain;    p=$(el "$s" "$(now)")
   s=$(now); kib_warm; w=$(el "$s" "$(now)")
-  printf 'round %d: kib cold %.2f s, plain %.2f s, kib warm %.2f s\n' "$r" "$k" "$p" "$w"
+  s=$(now); kib_br keep; bk=$(el "$s" "$(now)")
+  s=$(now); kib_br cold; bc=$(el "$s" "$(now)")
+  printf 'round %d: kib cold %.2f s, plain %.2f s, kib warm %.2f s, build root cached %.2f s, build root cold %.2f s\n' "$r" "$k" "$p" "$w" "$bk" "$bc"
   tk=$(awk "BEGIN{print $tk + $k}"); tp=$(awk "BEGIN{print $tp + $p}"); tw=$(awk "BEGIN{print $tw + $w}")
+  tbk=$(awk "BEGIN{print $tbk + $bk}"); tbc=$(awk "BEGIN{print $tbc + $bc}")
 done
+cmp -s "$W/out-br/qcow2/disk.qcow2" "$W/warmup-br/qcow2/disk.qcow2" || echo "WARNING: the build-root images differ between runs"
+printf 'build root: cached %.3fx of kib cold with host tools, cold %.3fx; the build root itself: %s (cold, last round)\n' \
+  "$(awk "BEGIN{print $tbk / $tk}")" "$(awk "BEGIN{print $tbc / $tk}")" \
+  "$(sed -n 's/.*msg="pipeline done" pipeline=build .*duration=\(.*\)/\1/p' "$W/kib-br-cold.log")"
 echo "kib's stages (last cold round):"
 sed -n 's/.*msg="stage done" pipeline=\([^ ]*\) stage=\([^ ]*\) index=[0-9]* duration=\(.*\)/  \1 \2 \3/p' "$W/kib.log"
 printf '%s packages, qcow2 %s bytes\n' "$(wc -l < "$W/pins.txt")" "$(stat -c %s "$W/out/qcow2/disk.qcow2")"

@@ -25,6 +25,9 @@ type BuildInfo struct {
 	ImageType      string    `json:"image_type"`
 	Packages       []Package `json:"packages"`
 	ManifestSHA256 string    `json:"manifest_sha256"`
+	// BuildRoot are the packages of the build root: the tools that made
+	// the image. Empty for images built with the host's tools.
+	BuildRoot []Package `json:"build_root,omitempty"`
 }
 
 // Package is one installed Debian package.
@@ -33,6 +36,8 @@ type Package struct {
 	Version string `json:"version"`
 	Arch    string `json:"arch"`
 	SHA256  string `json:"sha256"`
+	// Size is the .deb's size in bytes (set for build-root packages).
+	Size int64 `json:"size,omitempty"`
 }
 
 // BootModes are the allowed boot_mode values.
@@ -82,6 +87,14 @@ func (bi *BuildInfo) Validate() error {
 	for i, p := range bi.Packages {
 		if p.Name == "" || p.Version == "" || p.Arch == "" {
 			return fmt.Errorf("packages[%d]: name, version and arch must be set", i)
+		}
+	}
+	for i, p := range bi.BuildRoot {
+		if p.Name == "" || p.Version == "" || p.Arch == "" {
+			return fmt.Errorf("build_root[%d]: name, version and arch must be set", i)
+		}
+		if !hexSHA256.MatchString(p.SHA256) || p.Size <= 0 {
+			return fmt.Errorf("build_root[%d] (%s): sha256 must be 64 lower-case hex digits and size positive", i, p.Name)
 		}
 	}
 	return nil

@@ -36,6 +36,18 @@ type Definition struct {
 	Defaults    Defaults             `yaml:"defaults"`
 	PackageSets map[string][]string  `yaml:"package_sets"`
 	ImageTypes  map[string]ImageType `yaml:"image_types"`
+	// BuildRoot, if set, is the pinned tool box every image's tools run in;
+	// without it they are the host's.
+	BuildRoot *BuildRoot `yaml:"build_root"`
+}
+
+// BuildRoot is the package set of the build root.
+type BuildRoot struct {
+	// Packages are apt names or patterns, resolved with their dependencies.
+	Packages []string `yaml:"packages"`
+	// Alternatives are links update-alternatives would make, as
+	// "/link=/target", since no maintainer script runs in a build root.
+	Alternatives []string `yaml:"alternatives"`
 }
 
 // Repository is one suite of the distro's archive.
@@ -271,6 +283,17 @@ func (d *Definition) Validate() error {
 		}
 		if r.Fallback == "" {
 			bad("repositories[%d].fallback: required", i)
+		}
+	}
+	if d.BuildRoot != nil {
+		if len(d.BuildRoot.Packages) == 0 {
+			bad("build_root.packages: at least one required")
+		}
+		for i, a := range d.BuildRoot.Alternatives {
+			l, t, ok := strings.Cut(a, "=")
+			if !ok || !strings.HasPrefix(l, "/") || !strings.HasPrefix(t, "/") {
+				bad("build_root.alternatives[%d]: %q must be /link=/target", i, a)
+			}
 		}
 	}
 	if len(d.ImageTypes) == 0 {

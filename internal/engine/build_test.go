@@ -121,7 +121,10 @@ func TestBuildReproducible(t *testing.T) {
 		}
 		return arts[0]
 	}
-	root := t.TempDir()
+	// Stores outside /tmp (mmdebstrap empties the tree's /tmp, which hid
+	// traces of store paths under /tmp), at paths of different lengths.
+	root := varTempDir(t, "kib-test-")
+	rootB := varTempDir(t, "kib-test-longer-store-path-")
 	stA, err := store.Open(filepath.Join(root, "storeA"))
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +135,7 @@ func TestBuildReproducible(t *testing.T) {
 
 	// Store B holds the pinned packages only (as after a fetch long ago) and
 	// the mirror is unreachable: the rebuild must not need it.
-	stB, err := store.Open(filepath.Join(root, "storeB"))
+	stB, err := store.Open(filepath.Join(rootB, "nested", "storeB"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +175,7 @@ func TestBuildReproducible(t *testing.T) {
 	}
 	checkBuildInfo(t, tarA, "archive", "root.tar.xz")
 	checkBuildInfo(t, ctrA, "container", "container.tar")
-	checkSBOM(t, tarA, len(mt.Sources.Debs))
+	checkSBOM(t, tarA, len(mt.Sources.Debs)+len(mt.Sources.BuildDebs))
 
 	files := extract(t, tarA.Path, "./etc/hostname", "./etc/passwd", "./etc/group", "./etc/shadow", "./etc/motd",
 		"./home/alice/.ssh/authorized_keys", "./etc/apt/sources.list")
@@ -204,6 +207,14 @@ func TestBuildReproducible(t *testing.T) {
 			t.Errorf("the image holds the build setting %s", p)
 		}
 	}
+	// Nothing of the build host's paths is in the image.
+	for _, p := range strings.Split(all, "\n") {
+		for _, trace := range []string{"storeA", "storeB", "work-", "kib-repo", "kib-test", "/.cache/kib"} {
+			if strings.Contains(p, trace) {
+				t.Errorf("the image holds %s, a trace of the build host (%q)", p, trace)
+			}
+		}
+	}
 	listing := run(t, "tar", "-tvJf", tarA.Path, "./etc/motd", "./home/alice/.ssh/authorized_keys")
 	if !strings.Contains(listing, "-rw-r----- 1234/0") || !strings.Contains(listing, "-rw------- 1234/") {
 		t.Errorf("owners and modes:\n%s", listing)
@@ -222,6 +233,17 @@ func TestBuildReproducible(t *testing.T) {
 		index.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "debian:12" {
 		t.Errorf("index.json = %s (%v)", data, err)
 	}
+}
+
+// varTempDir makes a directory under /var/tmp, removed after the test.
+func varTempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 func checkBuildInfo(t *testing.T, a Artifact, export, file string) {

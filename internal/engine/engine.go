@@ -96,8 +96,29 @@ func Keys(m *manifest.Manifest) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	roots := map[string]bool{}
+	for _, p := range m.Pipelines {
+		if p.Build != "" {
+			roots[p.Build] = true
+		}
+	}
 	keys := make([]string, len(m.Pipelines))
 	for i, p := range m.Pipelines {
+		if roots[p.Name] && p.Build == "" {
+			// A build root depends only on its own pins (its stages name
+			// every deb by digest), so manifests of other images share it.
+			// The pipelines after it depend on it through head's sources.
+			h, err := canonicalHash(struct {
+				Engine   string            `json:"engine"`
+				Arch     string            `json:"deb_arch"`
+				Pipeline manifest.Pipeline `json:"build_root"`
+			}{head.Engine, m.DebArch, p})
+			if err != nil {
+				return nil, err
+			}
+			keys[i] = h
+			continue
+		}
 		h, err := canonicalHash(struct {
 			Prev     string            `json:"prev"`
 			Pipeline manifest.Pipeline `json:"pipeline"`
@@ -165,7 +186,7 @@ func (e *Engine) Build(ctx context.Context, m *manifest.Manifest, opts Options) 
 		step++
 		e.step(step, total, "fetch sources")
 		start := time.Now()
-		srcs, err := e.fetch(ctx, m.Sources.Debs)
+		srcs, err := e.fetch(ctx, m.Sources.AllDebs())
 		if err != nil {
 			return nil, fmt.Errorf("fetching sources: %w", err)
 		}
@@ -231,12 +252,19 @@ func (e *Engine) plan(m *manifest.Manifest, keys []string, exports []manifest.Ex
 			return nil
 		}
 		p.run[i] = true
+		if b := m.Pipelines[i].Build; b != "" {
+			// The build root's tools are checked when they run.
+			_, j := m.Pipeline(b)
+			if err := visit(j); err != nil {
+				return err
+			}
+		}
 		for _, st := range m.Pipelines[i].Stages {
 			s, err := stages.New(st.Type, st.Options)
 			if err != nil {
 				return err
 			}
-			if tu, ok := s.(stages.ToolUser); ok {
+			if tu, ok := s.(stages.ToolUser); ok && m.Pipelines[i].Build == "" {
 				p.tools = append(p.tools, tu.Tools()...)
 			}
 			if r, ok := s.(stages.InputReader); ok {
@@ -298,6 +326,14 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 	}
 	if env.ToolLog == nil {
 		env.ToolLog = io.Discard
+	}
+	if p.Build != "" {
+		env.BuildRoot = inputs[p.Build]
+		storeDir, err := filepath.Abs(e.Store.Dir())
+		if err != nil {
+			return err
+		}
+		env.Binds = []string{storeDir}
 	}
 	if p.Kind == manifest.KindTree {
 		env.Tree = out

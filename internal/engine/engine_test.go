@@ -95,3 +95,54 @@ func TestCopySparse(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// TestKeysBuildRoot checks that a build root's key depends on its own pins
+// only (so manifests of other images share it), while the pipelines that
+// run in it depend on its pins.
+func TestKeysBuildRoot(t *testing.T) {
+	withRoot := func(t *testing.T) *manifest.Manifest {
+		m := loadManifest(t)
+		d := m.Sources.Debs[0]
+		m.Sources.BuildDebs = []manifest.Deb{d}
+		build := manifest.Pipeline{Name: "build", Kind: manifest.KindTree, Stages: []manifest.Stage{{Type: "debs-unpack",
+			Options: json.RawMessage(`{"debs":["` + d.SHA256 + `"]}`)}}}
+		for i := range m.Pipelines {
+			m.Pipelines[i].Build = "build"
+		}
+		m.Pipelines = append([]manifest.Pipeline{build}, m.Pipelines...)
+		if err := m.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	k1, err := Keys(withRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name             string
+		change           func(m *manifest.Manifest)
+		rootSame, osSame bool
+	}{
+		{"image package", func(m *manifest.Manifest) { m.Sources.Debs[1].URL += "x" }, true, false},
+		{"seed", func(m *manifest.Manifest) { m.Seed++ }, true, false},
+		{"os stage", func(m *manifest.Manifest) { m.Pipelines[1].Stages[1].Options = json.RawMessage(`{"hostname":"other"}`) }, true, false},
+		{"build root package", func(m *manifest.Manifest) {
+			m.Pipelines[0].Stages[0].Options = json.RawMessage(`{"debs":["` + m.Sources.Debs[1].SHA256 + `"]}`)
+			m.Sources.BuildDebs[0] = m.Sources.Debs[1]
+		}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := withRoot(t)
+			tt.change(m)
+			k, err := Keys(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (k[0] == k1[0]) != tt.rootSame || (k[1] == k1[1]) != tt.osSame {
+				t.Fatalf("build root key same=%v (want %v), os key same=%v (want %v)", k[0] == k1[0], tt.rootSame, k[1] == k1[1], tt.osSame)
+			}
+		})
+	}
+}

@@ -71,6 +71,9 @@ func (e *Engine) export(ctx context.Context, m *manifest.Manifest, ex manifest.E
 	for _, d := range m.Sources.Debs {
 		info.Packages = append(info.Packages, buildinfo.Package{Name: d.Name, Version: d.Version, Arch: d.Arch, SHA256: d.SHA256})
 	}
+	for _, d := range m.Sources.BuildDebs {
+		info.BuildRoot = append(info.BuildRoot, buildinfo.Package{Name: d.Name, Version: d.Version, Arch: d.Arch, SHA256: d.SHA256, Size: d.Size})
+	}
 	ib, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return Artifact{}, err

@@ -113,6 +113,12 @@ type Cmd struct {
 	// Log, if non-nil, receives standard error as it is written, in addition to
 	// the tail kept for the error message.
 	Log io.Writer
+	// Root, if set, is a build root: the tool is taken from it and runs in
+	// it, with a clean environment (see sandbox.go). Empty means the host's tool.
+	Root string
+	// Binds are the host directories (absolute) the tool works in, bound at
+	// their own paths inside Root.
+	Binds []string
 }
 
 // Error is returned when a command fails; it keeps the tail of its stderr.
@@ -172,12 +178,31 @@ func SysProcAttr() *syscall.SysProcAttr {
 // SIGTERM, then SIGKILL after five seconds. If kib dies, so does the command
 // and (as root) everything it started.
 func Run(ctx context.Context, c Cmd) ([]byte, error) {
-	if _, err := exec.LookPath(c.Path); err != nil {
-		return nil, &MissingToolError{Tool: c.Path, Package: packages[c.Path]}
+	var cmd *exec.Cmd
+	if c.Root != "" {
+		if !InRoot(c.Root, c.Path) {
+			return nil, fmt.Errorf("tool %q is not in the build root %s: add the package that ships it to the distro's build_packages", c.Path, c.Root)
+		}
+		self, env, attr, cleanup, err := sandboxed(c)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		cmd = exec.CommandContext(ctx, self)
+		cmd.Env = env
+		// The sandbox's mount namespace, and death with kib as for any command.
+		pa := SysProcAttr()
+		pa.Cloneflags |= attr.Cloneflags
+		cmd.SysProcAttr = pa
+	} else {
+		if _, err := exec.LookPath(c.Path); err != nil {
+			return nil, &MissingToolError{Tool: c.Path, Package: packages[c.Path]}
+		}
+		cmd = exec.CommandContext(ctx, c.Path, c.Args...)
+		cmd.Dir = c.Dir
+		cmd.Env = append(os.Environ(), c.Env...)
+		cmd.SysProcAttr = SysProcAttr()
 	}
-	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
-	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Stdin = c.Stdin
 	var out bytes.Buffer
 	if c.Stdout != nil {
@@ -191,7 +216,6 @@ func Run(ctx context.Context, c Cmd) ([]byte, error) {
 	} else {
 		cmd.Stderr = tail
 	}
-	cmd.SysProcAttr = SysProcAttr()
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	}

@@ -278,6 +278,56 @@ func ImageFilenames(name, version, release string, infos []BuildInfo) ([]string,
 	return names, nil
 }
 
+// buildRootTools are the build-root packages whose versions are reported
+// as the buildroot's tools: what runs the stages.
+var buildRootTools = []string{"mmdebstrap", "apt", "dpkg", "e2fsprogs", "dosfstools", "mtools", "fdisk",
+	"grub-common", "grub-pc-bin", "grub-efi-amd64-bin", "systemd-boot-efi", "qemu-utils", "xz-utils", "tar"}
+
+// buildTools lists kib and the image tools of the build root, if any.
+func buildTools(bi BuildInfo) []Tool {
+	tools := []Tool{{Name: "kib", Version: bi.KibVersion}}
+	for _, name := range buildRootTools {
+		for _, p := range bi.BuildRoot {
+			if p.Name == name {
+				tools = append(tools, Tool{Name: p.Name, Version: p.Version})
+			}
+		}
+	}
+	return tools
+}
+
+// buildComponents are the build root's packages. A hub knows the component
+// types rpm, file and kojifile only; a .deb is not an rpm (no sigmd5, no
+// rpm header), so each is a file component: its file name, size and sha256,
+// which the hub accepts and links when it holds that file as an archive.
+func buildComponents(bi BuildInfo) []Component {
+	comps := []Component{}
+	for _, p := range bi.BuildRoot {
+		comps = append(comps, Component{Type: "file", Filename: DebFilename(p), Filesize: p.Size,
+			Checksum: p.SHA256, ChecksumType: "sha256"})
+	}
+	return comps
+}
+
+// buildrootExtra keeps the build root's packages by name and version in the
+// buildroot's extra, which the hub stores as given (getBuildroot).
+func buildrootExtra(bi BuildInfo) map[string]any {
+	if len(bi.BuildRoot) == 0 {
+		return nil
+	}
+	return map[string]any{"debian_packages": bi.BuildRoot}
+}
+
+// DebFilename is the archive's file name of a Debian package
+// (name_version_arch.deb, the version without its epoch).
+func DebFilename(p Package) string {
+	v := p.Version
+	if _, after, ok := strings.Cut(v, ":"); ok {
+		v = after
+	}
+	return p.Name + "_" + v + "_" + p.Arch + ".deb"
+}
+
 // BuildMetadata returns the CGImport metadata for in. It checks the input and names
 // the field and rule of the first problem.
 func BuildMetadata(in Input) (*Metadata, error) {
@@ -301,8 +351,9 @@ func BuildMetadata(in Input) (*Metadata, error) {
 			Host:             Host{OS: in.HostOS, Arch: in.HostArch},
 			ContentGenerator: ContentGenerator{Name: CGName, Version: in.OSBuildVersion},
 			Container:        Container{Type: "none", Arch: bi.Arch},
-			Tools:            []Tool{{Name: "kib", Version: bi.KibVersion}},
-			Components:       []Component{},
+			Tools:            buildTools(bi),
+			Components:       buildComponents(bi),
+			Extra:            buildrootExtra(bi),
 		})
 		imgInfo := ImageExtraInfo{
 			Arch:                bi.Arch,

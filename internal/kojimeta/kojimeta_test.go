@@ -91,7 +91,10 @@ func TestDocumentExamples(t *testing.T) {
 func TestKibImport(t *testing.T) {
 	qcow := BuildInfo{Arch: "x86_64", BootMode: "hybrid", ExportName: "qcow2", ExportFilename: "disk.qcow2", KibVersion: "0.1.0",
 		SHA256: sum, Size: 1 << 30, Distro: "debian-12", ImageType: "qcow2", ManifestSHA256: sum,
-		Packages: []buildinfo.Package{{Name: "bash", Version: "5.2.15-2+b7", Arch: "amd64", SHA256: sum}}}
+		Packages: []buildinfo.Package{{Name: "bash", Version: "5.2.15-2+b7", Arch: "amd64", SHA256: sum}},
+		BuildRoot: []buildinfo.Package{{Name: "e2fsprogs", Version: "1.47.0-2", Arch: "amd64", SHA256: sum, Size: 571000},
+			{Name: "mmdebstrap", Version: "1.3.5-7", Arch: "all", SHA256: sum, Size: 99000},
+			{Name: "libc6", Version: "2.36-9+deb12u13", Arch: "amd64", SHA256: sum, Size: 2757000}}}
 	tar := BuildInfo{Arch: "x86_64", BootMode: "none", ExportName: "archive", ExportFilename: "root.tar.xz", KibVersion: "0.1.0",
 		SHA256: sum, Size: 1 << 20, Distro: "debian-12", ImageType: "tar", ManifestSHA256: sum}
 	names, err := ImageFilenames("debian-cloud", "12", "20261122.1", []BuildInfo{qcow, tar})
@@ -112,6 +115,19 @@ func TestKibImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	jsonEqual(t, "kib-import.json", m)
+	// The build root's packages are the qcow2's buildroot: its image tools
+	// by version, every deb as a file component, and by name in extra.
+	br := m.Buildroots[0]
+	if len(br.Components) != 3 || br.Components[0] != (Component{Type: "file", Filename: "e2fsprogs_1.47.0-2_amd64.deb",
+		Filesize: 571000, Checksum: sum, ChecksumType: "sha256"}) {
+		t.Errorf("buildroot components = %+v", br.Components)
+	}
+	if len(br.Tools) != 3 || br.Tools[1] != (Tool{"mmdebstrap", "1.3.5-7"}) || br.Tools[2] != (Tool{"e2fsprogs", "1.47.0-2"}) {
+		t.Errorf("buildroot tools = %+v", br.Tools)
+	}
+	if len(m.Buildroots[1].Components) != 0 || m.Buildroots[1].Extra != nil {
+		t.Errorf("a build without a build root lists %+v", m.Buildroots[1])
+	}
 }
 
 func TestImageFilenames(t *testing.T) {

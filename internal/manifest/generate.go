@@ -136,19 +136,26 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		names = append(names, p.Name)
 		debs = append(debs, p.SHA256)
 	}
-	os := Pipeline{Name: "os", Kind: KindTree}
-	add := func(pl *Pipeline, typ string, opts any) error {
-		raw, err := json.Marshal(opts)
+	var build string
+	if br := def.BuildRoot; br != nil {
+		bres, err := solver.Solve(ctx, depsolve.Request{Arch: debArch, Repos: req.Repos, Packages: br.Packages})
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("build root: %w", err)
 		}
-		canon, err := Canonicalize(raw)
-		if err != nil {
-			return err
+		unpack := stages.DebsUnpack{Alternatives: br.Alternatives}
+		for _, p := range bres.Packages {
+			m.Sources.BuildDebs = append(m.Sources.BuildDebs, Deb(p))
+			unpack.Debs = append(unpack.Debs, p.SHA256)
 		}
-		pl.Stages = append(pl.Stages, Stage{Type: typ, Options: canon})
-		return nil
+		build = "build"
+		bp := Pipeline{Name: build, Kind: KindTree}
+		if err := addStage(&bp, "debs-unpack", unpack); err != nil {
+			return nil, err
+		}
+		m.Pipelines = append(m.Pipelines, bp)
 	}
+	os := Pipeline{Name: "os", Kind: KindTree, Build: build}
+	add := addStage
 	var fstab any
 	if disk != nil {
 		fstab = disk.Fstab()
@@ -176,7 +183,7 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		}
 	}
 	m.Pipelines = append(m.Pipelines, os)
-	out := Pipeline{Name: it.Export, Kind: KindFile}
+	out := Pipeline{Name: it.Export, Kind: KindFile, Build: build}
 	switch it.Recipe {
 	case "tar":
 		err = add(&out, "tar", stages.Tar{Source: "os", Filename: it.Filename, Compression: it.Compression.Format, Level: it.Compression.Level})
@@ -186,7 +193,7 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 			Cmd: ct.Cmd, Entrypoint: ct.Entrypoint, Env: ct.Env, WorkingDir: ct.WorkingDir,
 			Exclude: []string{"./dev/*"}})
 	case "disk":
-		err = diskPipelines(m, it, disk, add)
+		err = diskPipelines(m, it, disk, build, add)
 	default:
 		err = fmt.Errorf("image type %s: recipe %q has no pipelines", req.ImageType, it.Recipe)
 	}
@@ -201,6 +208,21 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		return nil, fmt.Errorf("generated manifest: %w", err)
 	}
 	return m, nil
+}
+
+// addStage appends a stage of type typ with options opts, canonically
+// encoded, to pl.
+func addStage(pl *Pipeline, typ string, opts any) error {
+	raw, err := json.Marshal(opts)
+	if err != nil {
+		return err
+	}
+	canon, err := Canonicalize(raw)
+	if err != nil {
+		return err
+	}
+	pl.Stages = append(pl.Stages, Stage{Type: typ, Options: canon})
+	return nil
 }
 
 // imageSources are the apt sources the image keeps: the request's
@@ -351,12 +373,12 @@ func kernelCmdline(disk *stages.HybridDisk, custom string) string {
 
 // diskPipelines adds the pipelines of a disk image: "image", the raw disk
 // assembled from the os tree, then the conversion the format needs.
-func diskPipelines(m *Manifest, it distro.ImageType, disk *stages.HybridDisk, add func(*Pipeline, string, any) error) error {
+func diskPipelines(m *Manifest, it distro.ImageType, disk *stages.HybridDisk, build string, add func(*Pipeline, string, any) error) error {
 	specs, err := disk.Plan()
 	if err != nil {
 		return fmt.Errorf("disk layout: %w", err)
 	}
-	img := Pipeline{Name: "image", Kind: KindFile}
+	img := Pipeline{Name: "image", Kind: KindFile, Build: build}
 	for _, s := range specs {
 		if err := add(&img, s.Type, s.Options); err != nil {
 			return err
@@ -369,7 +391,7 @@ func diskPipelines(m *Manifest, it distro.ImageType, disk *stages.HybridDisk, ad
 		}
 		return nil
 	}
-	conv := Pipeline{Name: it.Export, Kind: KindFile}
+	conv := Pipeline{Name: it.Export, Kind: KindFile, Build: build}
 	switch it.Disk.Format {
 	case "qcow2":
 		err = add(&conv, "qemu-img", stages.QemuImg{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Format: "qcow2"})

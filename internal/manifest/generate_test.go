@@ -230,3 +230,76 @@ func TestGenerateDisk(t *testing.T) {
 		t.Errorf("100 MiB disk: %v", err)
 	}
 }
+
+// TestGenerateBuildRoot checks that a definition's build root becomes a
+// pinned pipeline of its own that every other pipeline runs its tools in.
+func TestGenerateBuildRoot(t *testing.T) {
+	def, err := distro.Parse([]byte(testDef + `
+build_root:
+  packages: [kib-tools]
+  alternatives: [/usr/bin/awk=/usr/bin/mawk]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := debtest.Repo(t,
+		debtest.Pkg{Name: "kib-a", Version: "1.0", Depends: "kib-b"},
+		debtest.Pkg{Name: "kib-b", Version: "2.0"},
+		debtest.Pkg{Name: "kib-tools", Version: "3.0", Depends: "kib-b"},
+	)
+	repos, err := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	solver := &depsolve.Solver{CacheDir: t.TempDir()}
+	m, err := Generate(context.Background(), solver, Request{Distro: def, Arch: "x86_64", ImageType: "vhd", Repos: repos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var image, build []string
+	for _, d := range m.Sources.Debs {
+		image = append(image, d.Name)
+	}
+	for _, d := range m.Sources.BuildDebs {
+		build = append(build, d.Name)
+	}
+	if got := strings.Join(image, ","); got != "kib-a,kib-b" {
+		t.Errorf("debs = %s, want kib-a,kib-b", got)
+	}
+	if got := strings.Join(build, ","); got != "kib-b,kib-tools" {
+		t.Errorf("build_debs = %s, want kib-b,kib-tools", got)
+	}
+	if p := m.Pipelines[0]; p.Name != "build" || p.Kind != KindTree || p.Build != "" || len(p.Stages) != 1 || p.Stages[0].Type != "debs-unpack" {
+		t.Fatalf("first pipeline = %+v, want the build root", p)
+	}
+	var unpack struct {
+		Debs         []string
+		Alternatives []string
+	}
+	json.Unmarshal(m.Pipelines[0].Stages[0].Options, &unpack)
+	if len(unpack.Debs) != 2 || unpack.Debs[0] != m.Sources.BuildDebs[0].SHA256 || len(unpack.Alternatives) != 1 {
+		t.Errorf("debs-unpack options = %+v", unpack)
+	}
+	for _, p := range m.Pipelines[1:] {
+		if p.Build != "build" {
+			t.Errorf("pipeline %s runs its tools in %q, want the build root", p.Name, p.Build)
+		}
+	}
+	// The manifest round-trips, and a build naming a missing or non-tree
+	// pipeline is refused by field.
+	c, _ := m.Canonical()
+	if _, err := Parse(bytes.NewReader(c)); err != nil {
+		t.Fatal(err)
+	}
+	bad := *m
+	bad.Pipelines = append([]Pipeline(nil), m.Pipelines...)
+	bad.Pipelines[1].Build = "vpc"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `pipelines[1].build: pipeline "vpc" must come earlier`) {
+		t.Errorf("validate of a build root that comes later: %v", err)
+	}
+	bad.Pipelines[3].Build = "image"
+	bad.Pipelines[1].Build = "build"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "a build root must be a tree") {
+		t.Errorf("validate of a file build root: %v", err)
+	}
+}

@@ -46,7 +46,24 @@ type Sources struct {
 	// Repositories are the apt sources the packages were resolved from, as
 	// one-line entries (for provenance and the image's sources.list).
 	Repositories []string `json:"repositories"`
-	Debs         []Deb    `json:"debs"`
+	// Debs are the packages installed in the image.
+	Debs []Deb `json:"debs"`
+	// BuildDebs are the packages of the build root, the tools that make the
+	// image; a package can be in both lists.
+	BuildDebs []Deb `json:"build_debs,omitempty"`
+}
+
+// AllDebs returns Debs and BuildDebs, each digest once.
+func (s *Sources) AllDebs() []Deb {
+	seen := map[string]bool{}
+	var out []Deb
+	for _, d := range append(append([]Deb(nil), s.Debs...), s.BuildDebs...) {
+		if !seen[d.SHA256] {
+			seen[d.SHA256] = true
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // Deb is one pinned Debian package.
@@ -63,7 +80,10 @@ type Deb struct {
 type Pipeline struct {
 	Name string `json:"name"`
 	// Kind is "tree" (a root directory) or "file" (files in a directory).
-	Kind   string  `json:"kind"`
+	Kind string `json:"kind"`
+	// Build names the earlier tree pipeline whose tools the stages run (the
+	// build root, as osbuild's build pipeline); empty means the host's.
+	Build  string  `json:"build,omitempty"`
 	Stages []Stage `json:"stages"`
 }
 
@@ -195,30 +215,36 @@ func (m *Manifest) Validate() error {
 		bad("source_date_epoch: %d must not be negative", m.SourceDateEpoch)
 	}
 	debs := map[string]bool{}
-	for i, d := range m.Sources.Debs {
-		f := fmt.Sprintf("sources.debs[%d]", i)
-		if !nameRE.MatchString(d.Name) {
-			bad("%s.name: %q is not a package name", f, d.Name)
+	checkDebs := func(field string, list []Deb) {
+		seen := map[string]bool{}
+		for i, d := range list {
+			f := fmt.Sprintf("sources.%s[%d]", field, i)
+			if !nameRE.MatchString(d.Name) {
+				bad("%s.name: %q is not a package name", f, d.Name)
+			}
+			if d.Version == "" {
+				bad("%s.version: required", f)
+			}
+			if d.Arch == "" {
+				bad("%s.arch: required", f)
+			}
+			if !strings.HasPrefix(d.URL, "http://") && !strings.HasPrefix(d.URL, "https://") && !strings.HasPrefix(d.URL, "file:/") {
+				bad("%s.url: %q must be an http, https or file URL", f, d.URL)
+			}
+			if d.Size <= 0 {
+				bad("%s.size: %d must be positive", f, d.Size)
+			}
+			if !sha256RE.MatchString(d.SHA256) {
+				bad("%s.sha256: %q is not a lower-case sha256 hex digest", f, d.SHA256)
+			} else if seen[d.SHA256] {
+				bad("%s.sha256: %s is listed twice", f, d.SHA256)
+			}
+			seen[d.SHA256] = true
+			debs[d.SHA256] = true
 		}
-		if d.Version == "" {
-			bad("%s.version: required", f)
-		}
-		if d.Arch == "" {
-			bad("%s.arch: required", f)
-		}
-		if !strings.HasPrefix(d.URL, "http://") && !strings.HasPrefix(d.URL, "https://") && !strings.HasPrefix(d.URL, "file:/") {
-			bad("%s.url: %q must be an http, https or file URL", f, d.URL)
-		}
-		if d.Size <= 0 {
-			bad("%s.size: %d must be positive", f, d.Size)
-		}
-		if !sha256RE.MatchString(d.SHA256) {
-			bad("%s.sha256: %q is not a lower-case sha256 hex digest", f, d.SHA256)
-		} else if debs[d.SHA256] {
-			bad("%s.sha256: %s is listed twice", f, d.SHA256)
-		}
-		debs[d.SHA256] = true
 	}
+	checkDebs("debs", m.Sources.Debs)
+	checkDebs("build_debs", m.Sources.BuildDebs)
 	if len(m.Pipelines) == 0 {
 		bad("pipelines: at least one required")
 	}
@@ -237,6 +263,13 @@ func (m *Manifest) Validate() error {
 		if len(pl.Stages) == 0 {
 			bad("%s.stages: at least one required", f)
 		}
+		if pl.Build != "" {
+			if kind, ok := kinds[pl.Build]; !ok {
+				bad("%s.build: pipeline %q must come earlier in pipelines", f, pl.Build)
+			} else if kind != KindTree {
+				bad("%s.build: pipeline %q is a %s; a build root must be a tree", f, pl.Build, kind)
+			}
+		}
 		for j, st := range pl.Stages {
 			sf := fmt.Sprintf("%s.stages[%d]", f, j)
 			s, err := stages.New(st.Type, st.Options)
@@ -249,11 +282,16 @@ func (m *Manifest) Validate() error {
 					bad("%s (%s): input pipeline %q must come earlier in pipelines", sf, st.Type, in)
 				}
 			}
-			if mm, ok := s.(*stages.Mmdebstrap); ok {
-				for k, d := range mm.Debs {
-					if !debs[d] {
-						bad("%s (%s): debs[%d] %s is not in sources.debs", sf, st.Type, k, d)
-					}
+			var used []string
+			switch x := s.(type) {
+			case *stages.Mmdebstrap:
+				used = x.Debs
+			case *stages.DebsUnpack:
+				used = x.Debs
+			}
+			for k, d := range used {
+				if !debs[d] {
+					bad("%s (%s): debs[%d] %s is not in sources.debs", sf, st.Type, k, d)
 				}
 			}
 		}

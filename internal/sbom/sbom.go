@@ -65,7 +65,8 @@ type Relationship struct {
 }
 
 // ForImage returns the SBOM of the packages installed in the image that m
-// builds, named after imageName. It depends only on m, so it is reproducible.
+// builds (CONTAINS) and of the build root that made it (BUILD_TOOL_OF),
+// named after imageName. It depends only on m, so it is reproducible.
 func ForImage(m *manifest.Manifest, imageName string) (*Document, error) {
 	digest, err := m.Digest()
 	if err != nil {
@@ -105,6 +106,23 @@ func ForImage(m *manifest.Manifest, imageName string) (*Document, error) {
 			PrimaryPurpose: "LIBRARY",
 		})
 		doc.Relationships = append(doc.Relationships, Relationship{imageID, "CONTAINS", id})
+	}
+	// The build root's packages: the tools that made the image, not in it.
+	tools := append([]manifest.Deb(nil), m.Sources.BuildDebs...)
+	sort.Slice(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
+	for i, d := range tools {
+		id := fmt.Sprintf("SPDXRef-BuildTool-%d-%s", i, spdxIDSafe(d.Name))
+		doc.Packages = append(doc.Packages, Package{
+			SPDXID:           id,
+			Name:             d.Name,
+			VersionInfo:      d.Version,
+			DownloadLocation: d.URL,
+			Checksums:        []Checksum{{Algorithm: "SHA256", Value: d.SHA256}},
+			ExternalRefs: []ExternalRef{{Category: "PACKAGE-MANAGER", Type: "purl",
+				Locator: fmt.Sprintf("pkg:deb/debian/%s@%s?arch=%s&distro=%s", d.Name, url.PathEscape(d.Version), d.Arch, distro)}},
+			PrimaryPurpose: "APPLICATION",
+		})
+		doc.Relationships = append(doc.Relationships, Relationship{id, "BUILD_TOOL_OF", imageID})
 	}
 	return doc, nil
 }

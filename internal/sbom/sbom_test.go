@@ -36,3 +36,26 @@ func TestForImage(t *testing.T) {
 		t.Fatalf("relationships = %+v", d1.Relationships)
 	}
 }
+
+// TestForImageBuildRoot checks that the build root's packages are named as
+// the image's build tools, not as its content.
+func TestForImageBuildRoot(t *testing.T) {
+	m := &manifest.Manifest{Version: 1, Generator: "kib test", Distro: "debian-12", SourceDateEpoch: 1716163200,
+		Sources: manifest.Sources{
+			Debs:      []manifest.Deb{{Name: "libc6", Version: "2.36-9+deb12u4", Arch: "amd64", URL: "http://m/libc6.deb", Size: 1, SHA256: strings.Repeat("a", 64)}},
+			BuildDebs: []manifest.Deb{{Name: "mmdebstrap", Version: "1.3.5-7", Arch: "all", URL: "http://m/mmdebstrap.deb", Size: 1, SHA256: strings.Repeat("c", 64)}},
+		}}
+	doc, err := ForImage(m, "disk.qcow2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Packages) != len(m.Sources.Debs)+2 {
+		t.Fatalf("%d packages, want the image, its %d packages and one build tool", len(doc.Packages), len(m.Sources.Debs))
+	}
+	last := doc.Packages[len(doc.Packages)-1]
+	rel := doc.Relationships[len(doc.Relationships)-1]
+	if last.Name != "mmdebstrap" || last.PrimaryPurpose != "APPLICATION" ||
+		rel != (Relationship{last.SPDXID, "BUILD_TOOL_OF", "SPDXRef-Image"}) {
+		t.Errorf("build tool %+v, relationship %+v", last, rel)
+	}
+}

@@ -221,7 +221,7 @@ func run(ctx context.Context, env *Env, c hostcmd.Cmd) ([]byte, error) {
 	if c.Log == nil {
 		c.Log = env.ToolLog
 	}
-	return hostcmd.Run(ctx, c)
+	return env.exec(ctx, c)
 }
 
 func logger(env *Env) *slog.Logger {

@@ -72,7 +72,7 @@ func (o *GrubBIOS) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("grub-bios: %w", err)
 	}
-	boot, err := os.ReadFile(defaultBootImg)
+	boot, err := os.ReadFile(filepath.Join(env.BuildRoot, defaultBootImg))
 	if err != nil {
 		return fmt.Errorf("grub-bios: boot.img (package grub-pc-bin): %w", err)
 	}

@@ -65,7 +65,7 @@ func (l *Locale) Run(ctx context.Context, env *Env) error {
 	if err := writeTreeFile(env.Tree, "/etc/locale.gen", []byte(l.Language+" "+charset+"\n"), 0o644); err != nil {
 		return err
 	}
-	if _, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "chroot", Args: []string{env.Tree, "locale-gen"}, Env: env.BaseEnv(), Log: env.ToolLog}); err != nil {
+	if _, err := env.exec(ctx, hostcmd.Cmd{Path: "chroot", Args: []string{env.Tree, "locale-gen"}, Env: env.BaseEnv(), Log: env.ToolLog}); err != nil {
 		return fmt.Errorf("language %q: %w", l.Language, err)
 	}
 	return nil

@@ -53,7 +53,7 @@ func (m *Mmdebstrap) Validate() error {
 
 // Run builds the local repository and runs mmdebstrap into env.Tree.
 func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
-	if err := hostcmd.Check("mmdebstrap", "apt-ftparchive", "unshare"); err != nil {
+	if err := env.check(m.Tools()...); err != nil {
 		return err
 	}
 	repo := filepath.Join(env.Work, "repo")
@@ -70,14 +70,14 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 			return err
 		}
 	}
-	idx, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog})
+	idx, err := env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog})
 	if err != nil {
 		return fmt.Errorf("indexing the local repository: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(repo, "Packages"), idx, 0o644); err != nil {
 		return err
 	}
-	rel, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Dir: repo, Log: env.ToolLog, Args: []string{
+	rel, err := env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Dir: repo, Log: env.ToolLog, Args: []string{
 		"-o", "APT::FTPArchive::Release::Suite=" + m.Suite,
 		"-o", "APT::FTPArchive::Release::Codename=" + m.Suite,
 		"-o", "APT::FTPArchive::Release::Origin=kib",
@@ -94,22 +94,30 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	args := []string{"--mount", "--propagation", "private", "mmdebstrap",
+	// The local repository is seen at one fixed path, repoMount, both by
+	// apt outside the tree and by dpkg inside it: a tmpfs over /run in a
+	// private mount namespace holds the mount point, so nothing of the
+	// store's path reaches the image, and mmdebstrap's cleanup of /run
+	// removes the mount point from the tree.
+	script := `mount -t tmpfs -o mode=0755 kib /run && mkdir ` + repoMount + ` && mount -o ro,bind "$0" ` + repoMount + ` && exec "$@"`
+	args := []string{"--mount", "--propagation", "private", "sh", "-c", script, repo,
+		"mmdebstrap",
 		"--mode=root", "--format=directory", "--variant=custom",
 		"--architectures=" + env.Arch,
 		"--include=" + strings.Join(m.Packages, ","),
-		"--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount",
 		// Build-time settings live in the tree only while mmdebstrap runs
 		// (--aptopt and --dpkgopt would stay in the image): no translation
 		// indexes, and no fsync of every unpacked file, since the tree is
 		// thrown away if the build stops and the artifact is written later.
 		"--setup-hook=" + buildConfigHook,
+		"--setup-hook=" + mountRepoHook,
+		"--customize-hook=" + unmountRepoHook,
 		"--customize-hook=rm -f \"$1" + aptBuildConf + "\" \"$1" + dpkgBuildConf + "\"",
-		m.Suite, env.Tree, "deb [trusted=yes] file://" + repo + " ./",
+		m.Suite, env.Tree, "deb [trusted=yes] file://" + repoMount + " ./",
 	}
 	// Run in a private mount namespace: mounts mmdebstrap leaves behind when
 	// it fails or is killed vanish with the process.
-	_, err = hostcmd.Run(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog,
+	_, err = env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog,
 		// LC_ALL=C rather than BaseEnv's C.UTF-8: still the same on every
 		// host, and dpkg and the maintainer scripts ran 15-20 % slower in
 		// C.UTF-8 here (bench/tar.sh).
@@ -124,6 +132,18 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 const (
 	aptBuildConf  = "/etc/apt/apt.conf.d/00kib-build"
 	dpkgBuildConf = "/etc/dpkg/dpkg.cfg.d/00kib-build"
+)
+
+// repoMount is where the local repository is mounted, outside the tree and
+// inside it, while mmdebstrap runs.
+const repoMount = "/run/kib-repo"
+
+// mountRepoHook and unmountRepoHook make the local repository visible inside
+// the tree (dpkg installs the .debs from their apt paths) and take it away
+// again, leaving no directory behind.
+const (
+	mountRepoHook   = `mkdir -p "$1` + repoMount + `" && mount -o ro,bind ` + repoMount + ` "$1` + repoMount + `"`
+	unmountRepoHook = `umount "$1` + repoMount + `" && rmdir "$1` + repoMount + `"`
 )
 
 // buildConfigHook is mmdebstrap's setup hook that writes them.
@@ -168,4 +188,6 @@ func isSHA256(s string) bool {
 }
 
 // Tools lists the host tools the stage runs.
-func (m *Mmdebstrap) Tools() []string { return []string{"mmdebstrap", "apt-ftparchive", "unshare"} }
+func (m *Mmdebstrap) Tools() []string {
+	return []string{"mmdebstrap", "apt-ftparchive", "unshare", "sh"}
+}

@@ -40,7 +40,7 @@ func (s *Services) Run(ctx context.Context, env *Env) error {
 		units []string
 	}{{"enable", s.Enabled}, {"disable", s.Disabled}} {
 		for _, u := range op.units {
-			_, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "systemctl", Args: []string{"--root=" + env.Tree, "--no-reload", op.verb, u}, Env: env.BaseEnv(), Log: env.ToolLog})
+			_, err := env.exec(ctx, hostcmd.Cmd{Path: "systemctl", Args: []string{"--root=" + env.Tree, "--no-reload", op.verb, u}, Env: env.BaseEnv(), Log: env.ToolLog})
 			if err != nil {
 				return fmt.Errorf("%s unit %q (is the package that ships it installed?): %w", op.verb, u, err)
 			}

@@ -12,6 +12,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/kib-project/kib/internal/hostcmd"
 )
 
 // Stage is one step of a pipeline. Its options are the struct's fields.
@@ -50,6 +52,35 @@ type Env struct {
 	// Log receives structured log lines; ToolLog receives host tools' stderr.
 	Log     *slog.Logger
 	ToolLog io.Writer
+	// BuildRoot, if set, is the tree whose tools the stage runs (in a mount
+	// namespace, see hostcmd) and whose files (GRUB's images) it reads;
+	// empty means the host's.
+	BuildRoot string
+	// Binds are the host directories tools in the build root work in: the
+	// store, which holds Tree, Out, Work, the inputs and the sources.
+	Binds []string
+}
+
+// exec runs a tool: from the build root if there is one, else the host's.
+func (e *Env) exec(ctx context.Context, c hostcmd.Cmd) ([]byte, error) {
+	if e.BuildRoot != "" {
+		c.Root, c.Binds = e.BuildRoot, e.Binds
+	}
+	return hostcmd.Run(ctx, c)
+}
+
+// check reports tools missing from the build root, or from the host
+// without one.
+func (e *Env) check(tools ...string) error {
+	if e.BuildRoot == "" {
+		return hostcmd.Check(tools...)
+	}
+	for _, t := range tools {
+		if !hostcmd.InRoot(e.BuildRoot, t) {
+			return fmt.Errorf("tool %q is not in the build root: add the package that ships it to the distro's build_packages", t)
+		}
+	}
+	return nil
 }
 
 // Input returns the output path of the earlier pipeline name.
@@ -72,8 +103,8 @@ func (e *Env) BaseEnv() []string {
 
 // Revision is part of every store key: bump it when a stage writes other
 // bytes for the same options, so that a store does not serve objects made
-// by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind.
-const Revision = 2
+// by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository.
+const Revision = 3
 
 type factory func(json.RawMessage) (Stage, error)
 

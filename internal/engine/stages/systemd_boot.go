@@ -20,7 +20,8 @@ const hostSystemdBoot = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 // SystemdBoot installs systemd-boot into the ESP for UEFI boot, with one
 // loader entry: the kernel and initrd, copied from the root tree into the
 // ESP under /kib/, and the kernel command line. The binary comes from the
-// tree when it holds systemd-boot-efi, else from the host. It is an
+// tree when it holds systemd-boot-efi, else from the build root (the host
+// without one). It is an
 // alternative to grub-efi; both write /EFI/BOOT/BOOTX64.EFI. Kernel
 // upgrades inside the booted system do not update the ESP's copies.
 type SystemdBoot struct {
@@ -74,9 +75,10 @@ func (o *SystemdBoot) Run(ctx context.Context, env *Env) error {
 	}
 	efi := filepath.Join(root, hostSystemdBoot)
 	if _, err := os.Stat(efi); err != nil {
-		efi = "/" + hostSystemdBoot
+		// The build root's, or the host's without one.
+		efi = filepath.Join("/", env.BuildRoot, hostSystemdBoot)
 		if _, err := os.Stat(efi); err != nil {
-			return fmt.Errorf("systemd-boot: %s is neither in tree %s nor on the host (package systemd-boot-efi)", hostSystemdBoot, o.Source)
+			return fmt.Errorf("systemd-boot: %s is neither in tree %s nor in the build root or on the host (package systemd-boot-efi)", hostSystemdBoot, o.Source)
 		}
 	}
 	title := o.Title

@@ -70,7 +70,7 @@ func (t *Tar) Run(ctx context.Context, env *Env) error {
 		}
 		return out.Close()
 	}
-	if err := hostcmd.Check("xz"); err != nil {
+	if err := env.check("xz"); err != nil {
 		return err
 	}
 	pr, pw, err := os.Pipe()
@@ -87,7 +87,7 @@ func (t *Tar) Run(ctx context.Context, env *Env) error {
 		defer pr.Close()
 		// -T0 always uses the multi-threaded compressor in xz >= 5.4, whose
 		// output depends on the block size, not on the number of threads.
-		_, xzErr = hostcmd.Run(ctx, hostcmd.Cmd{Path: "xz", Args: []string{"-T0", "-" + strconv.Itoa(t.Level), "-c"}, Stdin: pr, Stdout: out, Log: env.ToolLog})
+		_, xzErr = env.exec(ctx, hostcmd.Cmd{Path: "xz", Args: []string{"-T0", "-" + strconv.Itoa(t.Level), "-c"}, Stdin: pr, Stdout: out, Log: env.ToolLog})
 		if xzErr != nil {
 			cancel()
 		}
@@ -112,7 +112,7 @@ func TarTree(ctx context.Context, env *Env, dir string, exclude []string, w io.W
 		args = append(args, "--exclude="+e)
 	}
 	args = append(args, ".")
-	_, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "tar", Args: args, Stdout: w, Env: env.BaseEnv(), Log: env.ToolLog})
+	_, err := env.exec(ctx, hostcmd.Cmd{Path: "tar", Args: args, Stdout: w, Env: env.BaseEnv(), Log: env.ToolLog})
 	if err != nil {
 		return fmt.Errorf("archiving %s: %w", dir, err)
 	}

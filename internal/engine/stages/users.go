@@ -65,7 +65,7 @@ func (u *Users) Validate() error {
 // Run creates the groups, then the users, then writes authorized_keys.
 func (u *Users) Run(ctx context.Context, env *Env) error {
 	chroot := func(args ...string) error {
-		_, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "chroot", Args: append([]string{env.Tree}, args...), Env: env.BaseEnv(), Log: env.ToolLog})
+		_, err := env.exec(ctx, hostcmd.Cmd{Path: "chroot", Args: append([]string{env.Tree}, args...), Env: env.BaseEnv(), Log: env.ToolLog})
 		return err
 	}
 	for _, g := range u.Groups {
