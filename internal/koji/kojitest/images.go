@@ -45,12 +45,8 @@ func imageResults(v any) ([]imageResult, error) {
 		}
 		r := imageResult{taskID: id}
 		r.arch, _ = rm["arch"].(string)
-		for _, f := range asList(rm["files"]) {
-			r.files = append(r.files, f)
-		}
-		for _, f := range asList(rm["logs"]) {
-			r.logs = append(r.logs, f)
-		}
+		r.files = append(r.files, asList(rm["files"])...)
+		r.logs = append(r.logs, asList(rm["logs"])...)
 		out = append(out, r)
 	}
 	return out, nil
