@@ -15,7 +15,7 @@ HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
 	qemu-system-x86 ovmf \
 	krb5-kdc krb5-admin-server apache2 postgresql
 
-.PHONY: image test deps kib bench vet fuzz
+.PHONY: image test deps kib bench vet fuzz staticcheck race
 
 image: deps kib
 	./kib build --distro debian-12 --arch x86_64 $(TYPE) --output-dir $(OUT)
@@ -25,9 +25,25 @@ kib:
 
 test: deps
 	$(GO) vet ./...
+	$(MAKE) staticcheck
+	$(MAKE) race
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
 	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) run scripts/gotest.go -timeout 40m ./...
+
+# staticcheck runs honnef.co/go/tools' staticcheck, installed through the Go
+# module proxy at a pinned version when missing.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
+staticcheck:
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK) ./...
+
+# race runs the fast packages' tests (no image builds, no VMs) under the race
+# detector; the queue's PostgreSQL comes from KIB_TEST_POSTGRES as in test.
+RACE_PKGS ?= ./internal/redact ./internal/resolve ./internal/koji/... ./internal/composer ./internal/kojiimport ./internal/blueprint ./internal/adler
+race:
+	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) test -race $(RACE_PKGS)
 
 # deps installs the missing host packages (as root), or says which are missing.
 deps:
