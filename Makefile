@@ -21,7 +21,7 @@ HOST_PACKAGES = mmdebstrap apt-utils xz-utils tar util-linux dpkg \
 	krb5-kdc krb5-admin-server apache2 postgresql \
 	docker-registry
 
-.PHONY: image test deps kib bench vet fuzz chaos
+.PHONY: image test deps kib bench vet fuzz chaos staticcheck race
 
 image: kib
 	@missing=$$(for p in $(KIB_HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -33,6 +33,8 @@ kib:
 
 test: deps
 	$(GO) vet ./...
+	$(MAKE) staticcheck
+	$(MAKE) race
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
 	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) run scripts/gotest.go -timeout 40m ./...
@@ -45,6 +47,19 @@ chaos: deps
 	KIB_CHAOS_COMPOSES=200 KIB_CHAOS_KILLS=20 KIB_CHAOS_OUTAGES=50 KIB_CHAOS_CUTS=20 \
 	KIB_CHAOS_MAX_OUTAGE_SECONDS=30 KIB_CHAOS_DEADLINE_SECONDS=3600 \
 	$(GO) test -count=1 -v -timeout 4h -run '^TestChaos$$' ./cmd/kib
+# staticcheck runs honnef.co/go/tools' staticcheck, installed through the Go
+# module proxy at a pinned version when missing.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
+staticcheck:
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK) ./...
+
+# race runs the fast packages' tests (no image builds, no VMs) under the race
+# detector; the queue's PostgreSQL comes from KIB_TEST_POSTGRES as in test.
+RACE_PKGS ?= ./internal/redact ./internal/resolve ./internal/koji/... ./internal/composer ./internal/kojiimport ./internal/blueprint ./internal/adler
+race:
+	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) test -race $(RACE_PKGS)
 
 # deps installs the missing host packages (as root), or says which are missing.
 deps:
@@ -81,6 +96,7 @@ fuzz:
 	$(GO) test ./internal/upload/azure -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/upload/gcp -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/engine/stages -run '^$$' -fuzz FuzzUnpackDeb -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh

@@ -204,7 +204,21 @@ func fetchJWKS(ctx context.Context, hc *http.Client, url string) (map[string]cry
 			if x == nil || y == nil {
 				continue
 			}
-			keys[k.Kid] = &ecdsa.PublicKey{Curve: c, X: x, Y: y}
+			// The uncompressed point: 0x04 || X || Y, each padded to the
+			// curve's size; the parser checks that it is on the curve.
+			n := (c.Params().BitSize + 7) / 8
+			if len(x.Bytes()) > n || len(y.Bytes()) > n {
+				continue
+			}
+			point := make([]byte, 1+2*n)
+			point[0] = 4
+			x.FillBytes(point[1 : 1+n])
+			y.FillBytes(point[1+n:])
+			pub, err := ecdsa.ParseUncompressedPublicKey(c, point)
+			if err != nil {
+				continue
+			}
+			keys[k.Kid] = pub
 		}
 	}
 	return keys, nil

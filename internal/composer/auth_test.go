@@ -163,3 +163,34 @@ func TestMTLSAuth(t *testing.T) {
 		})
 	}
 }
+
+func TestJWTAuthECKeys(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	point, err := key.PublicKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
+			"kid": "e1", "kty": "EC", "crv": "P-256", "alg": "ES256",
+			"x": base64.RawURLEncoding.EncodeToString(point[1:33]),
+			"y": base64.RawURLEncoding.EncodeToString(point[33:]),
+		}}})
+	}))
+	defer srv.Close()
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"rh-org-id": "a", "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = "e1"
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+s)
+	a := &composer.JWTAuth{KeysURL: srv.URL, TenantClaims: []string{"rh-org-id"}}
+	if tenant, err := a.Tenant(r); err != nil || tenant != "org-a" {
+		t.Errorf("Tenant = %q, %v", tenant, err)
+	}
+}

@@ -39,3 +39,20 @@ func TestDecodeJSON(t *testing.T) {
 		})
 	}
 }
+
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`9007199254740993`, `{"a":[1,2.5,"x",null,true]}`, `1e999`, `-0`, `[`, `9223372036854775808`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := DecodeJSON([]byte(s))
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode as XML-RPC.
+		var buf strings.Builder
+		if err := EncodeCall(&buf, "m", v); err != nil {
+			t.Fatalf("DecodeJSON(%q) = %#v, which does not encode: %v", s, v, err)
+		}
+	})
+}

@@ -46,12 +46,8 @@ func imageResults(v any) ([]imageResult, error) {
 		}
 		r := imageResult{taskID: id}
 		r.arch, _ = rm["arch"].(string)
-		for _, f := range asList(rm["files"]) {
-			r.files = append(r.files, f)
-		}
-		for _, f := range asList(rm["logs"]) {
-			r.logs = append(r.logs, f)
-		}
+		r.files = append(r.files, asList(rm["files"])...)
+		r.logs = append(r.logs, asList(rm["logs"])...)
 		l, _ := rm["rpmlist"].([]any)
 		for i, x := range l {
 			e, ok := x.(map[string]any)
