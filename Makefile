@@ -57,6 +57,7 @@ fuzz:
 	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeResponse -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeCall -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/upload/awss3 -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh
