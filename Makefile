@@ -27,6 +27,7 @@ kib:
 
 test: deps
 	$(GO) vet ./...
+	.ci/minio.sh  # MinIO, the real S3 server of the upload tests (go install, once)
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
 	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) run scripts/gotest.go -timeout 40m ./...
@@ -42,8 +43,6 @@ deps:
 			echo "missing Debian packages (install as root): apt-get install" $$missing >&2; exit 1; \
 		fi; \
 	fi
-	@# MinIO, the real S3 server of the upload tests (go install, once).
-	.ci/minio.sh
 
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
