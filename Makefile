@@ -35,6 +35,7 @@ test: deps
 	$(GO) vet ./...
 	$(MAKE) staticcheck
 	$(MAKE) race
+	.ci/minio.sh  # MinIO, the real S3 server of the upload tests (go install, once)
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
 	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) run scripts/gotest.go -timeout 40m ./...
@@ -72,8 +73,6 @@ deps:
 			echo "missing Debian packages (install as root): apt-get install" $$missing >&2; exit 1; \
 		fi; \
 	fi
-	@# MinIO, the real S3 server of the upload tests (go install, once).
-	.ci/minio.sh
 
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
@@ -97,6 +96,7 @@ fuzz:
 	$(GO) test ./internal/upload/gcp -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/engine/stages -run '^$$' -fuzz FuzzUnpackDeb -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/upload/awss3 -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 
 bench: deps kib
 	bench/tar.sh

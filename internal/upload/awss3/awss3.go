@@ -194,12 +194,14 @@ func LoadAWS(ctx context.Context, cr Credentials, region, fallback string, hc *h
 	if cr.AccessKeyID != "" || cr.SecretAccessKey != "" {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken)))
 	}
-	if hc != nil {
-		opts = append(opts, config.WithHTTPClient(hc))
-	}
 	ac, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if hc != nil {
+		// Set after loading: a CA bundle of the shared config applies to
+		// the SDK's own client only.
+		ac.HTTPClient = hc
 	}
 	return ac, nil
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,12 +80,11 @@ func Start(t testing.TB) *Server {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(s.Endpoint + "/minio/health/ready")
+		// The health check can pass before the S3 API is initialised: wait
+		// for a real request to succeed.
+		_, err := s.Client().ListBuckets(context.Background(), &s3.ListBucketsInput{})
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
+			return s
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(log.Name())
