@@ -3,6 +3,7 @@ package boottest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -93,8 +94,10 @@ func TestBootFake(t *testing.T) {
 func TestBootTimeout(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "disk.raw")
 	os.WriteFile(img, []byte("x"), 0o644)
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	fakeQemu(t, "echo $$ > "+pidFile+"\nprintf 'Booting from Hard Disk...\\r\\n'\nsleep 600\n")
+	// The fake runs in its own PID namespace (hostcmd), so it cannot name
+	// its pid as this process sees it: a sleep with a unique duration marks it.
+	marker := fmt.Sprintf("%d.%d", 600+os.Getpid()%1000, time.Now().Nanosecond()%1000)
+	fakeQemu(t, "printf 'Booting from Hard Disk...\\r\\n'\nsleep "+marker+"\n")
 	start := time.Now()
 	res, err := Boot(context.Background(), Options{Image: img, Format: "raw", Timeout: 2 * time.Second})
 	var te *TimeoutError
@@ -107,14 +110,27 @@ func TestBootTimeout(t *testing.T) {
 	if el := time.Since(start); el > 30*time.Second {
 		t.Errorf("Boot returned after %v", el)
 	}
-	raw, _ := os.ReadFile(pidFile)
-	pid := strings.TrimSpace(string(raw))
-	if _, err := os.Stat("/proc/" + pid); err == nil {
-		st, _ := os.ReadFile("/proc/" + pid + "/stat")
-		if !strings.Contains(string(st), ") Z ") {
-			t.Errorf("fake qemu (pid %s) still running after the timeout", pid)
-		}
+	if pids := running("sleep\x00" + marker + "\x00"); len(pids) > 0 {
+		t.Errorf("fake qemu's sleep (pids %v) still running after the timeout", pids)
 	}
+}
+
+// running lists the pids of live (not zombie) processes whose command line
+// is cmdline (NUL-separated, as /proc shows it).
+func running(cmdline string) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || string(b) != cmdline {
+			continue
+		}
+		if st, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); strings.Contains(string(st), ") Z ") {
+			continue
+		}
+		pids = append(pids, e.Name())
+	}
+	return pids
 }
 
 func TestBootBadOptions(t *testing.T) {

@@ -14,11 +14,12 @@ import (
 )
 
 // fastConfig is a queue configuration whose reconciler and retries run
-// within milliseconds.
+// within milliseconds. The heartbeat timeout leaves room for a loaded
+// machine: a live job presumed dead runs twice, which these tests count.
 func fastConfig(db, stateDir string, b jobs.Builder, k jobs.KojiImporter) jobs.Config {
 	return jobs.Config{Database: db, StateDir: stateDir, Workers: 2, Builder: b, Koji: k,
 		RetryDelay: 10 * time.Millisecond, InitWatch: 10 * time.Millisecond,
-		Heartbeat: 20 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond}
+		Heartbeat: 20 * time.Millisecond, HeartbeatTimeout: 2 * time.Second}
 }
 
 // openQueue opens and starts a queue without registering cleanup; the

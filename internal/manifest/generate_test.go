@@ -247,7 +247,7 @@ build_root:
 		debtest.Pkg{Name: "kib-b", Version: "2.0"},
 		debtest.Pkg{Name: "kib-tools", Version: "3.0", Depends: "kib-b"},
 	)
-	repos, err := ResolveRepos(def, nil, []string{"file://" + repo + " ./"})
+	repos, err := ResolveRepos(def, nil, []string{"[trusted=yes] file://" + repo + " ./"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,18 @@ import (
 
 // recordingSolver returns one pinned package and keeps the request, so a
 // test sees which repositories and packages the resolver asked for.
-type recordingSolver struct{ got depsolve.Request }
+// recordingSolver records the image's depsolve request: the first one
+// (the build root's package set is solved after it).
+type recordingSolver struct {
+	got   depsolve.Request
+	calls int
+}
 
 func (s *recordingSolver) Solve(_ context.Context, req depsolve.Request) (*depsolve.Result, error) {
-	s.got = req
+	if s.calls == 0 {
+		s.got = req
+	}
+	s.calls++
 	return &depsolve.Result{RepoDate: time.Unix(1700000000, 0), Packages: []depsolve.Package{
 		{Name: "base-files", Version: "12.4", Arch: "amd64", URL: "http://deb.debian.org/debian/pool/b.deb", Size: 1, SHA256: strings.Repeat("a", 64)},
 	}}, nil
