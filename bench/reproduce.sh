@@ -13,7 +13,7 @@ export KIB_BENCH_DIR=${BENCH_DIR:-/tmp/kib-bench-reproduce}
 mkdir -p "$KIB_BENCH_DIR"
 out=$(go test ./cmd/kib -run '^$' -bench BenchmarkReproduceQCOW2 -benchtime "${ROUNDS}x" -timeout 90m -v)
 echo "$out" | grep -E '^Benchmark|verdict|differs|first difference'
-echo "$out" | awk '/^BenchmarkReproduceQCOW2/ {
+echo "$out" | awk '/^BenchmarkReproduceQCOW2.*build-s/ {
 	for (i = 1; i <= NF; i++) {
 		if ($(i+1) == "build-s") b=$i
 		if ($(i+1) == "reproduce-s") r=$i
