@@ -131,7 +131,6 @@ func (c *composerOptions) config(hub string) (*kojid.ComposerConfig, string, err
 	return cc, kojiServer, nil
 }
 
-
 func newKojidCmd() *cobra.Command {
 	var o kojidOptions
 	cmd := &cobra.Command{

@@ -56,7 +56,7 @@ func TestKojiOSBuildImage(t *testing.T) {
 				cfg.Local = &kojid.LocalConfig{StateDir: t.TempDir(), Builder: builder, Distros: cat, Connect: hub.Connector("kib", "pw")}
 			} else {
 				q := jobstest.StartQueue(t, jobs.Config{Workers: 1, Builder: builder, Koji: &jobs.KojiHub{Server: hub.URL, Connect: hub.Connector("kib", "pw")}})
-				api, err := composer.New(composer.Config{Queue: q, Distros: cat})
+				api, err := composer.New(composer.Config{Queue: q, Distros: cat, KojiServer: hub.URL})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -81,12 +81,12 @@ func TestKojiOSBuildImage(t *testing.T) {
 			custom := filepath.Join(t.TempDir(), "custom.json")
 			os.WriteFile(custom, []byte(`{"packages":["curl"]}`), 0o644)
 			out, err := runKib(t, "koji", "osbuild-image", "--server", hub.URL, "--user", "alice", "--password-file", pw, "--poll", "20ms",
-				"--image-type", "tar", "--repo", "http://deb.example.org/debian", "--repo-package-sets", "base; extra", "--release", "5",
+				"--image-type", "tar", "--repo", "http://deb.example.org/debian", "--repo-package-sets", "os; blueprint", "--release", "5",
 				"--customizations", custom, "Debian-Cloud", "12", "debian-12", "debian-12", "x86_64")
 			if err != nil {
 				t.Fatalf("osbuild-image: %v\n%s", err, out)
 			}
-			for _, want := range []string{"Created task: 1", "1 osbuildImage (noarch): closed", `"build": 1`, `"package_sets": [`} {
+			for _, want := range []string{"Created task: 1", "1 osbuildImage (noarch) completed successfully", "tagBuild (noarch) completed successfully", `"build": 1`, `"package_sets": [`} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, out)
 				}

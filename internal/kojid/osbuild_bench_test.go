@@ -106,7 +106,7 @@ func BenchmarkOSBuildImageRealBuild(b *testing.B) {
 	bb := osbSetup(b, false)
 	q := jobstest.StartQueue(b, jobs.Config{Workers: 1, Builder: &worker.EngineBuilder{Distros: cat, Store: st, CacheDir: filepath.Join(dir, "cache")},
 		Koji: &jobs.KojiHub{Server: osbKojiServer, Connect: bb.hub.Connector("kib", "pw")}})
-	api, err := composer.New(composer.Config{Queue: q, Distros: cat})
+	api, err := composer.New(composer.Config{Queue: q, Distros: cat, KojiServer: osbKojiServer})
 	if err != nil {
 		b.Fatal(err)
 	}
