@@ -131,8 +131,10 @@ func (c *composerOptions) config(hub string) (*kojid.ComposerConfig, string, err
 	return cc, kojiServer, nil
 }
 
-func newKojidCmd() *cobra.Command {
-	var o kojidOptions
+func newKojidCmd() *cobra.Command { return bindKojidCmd(&kojidOptions{}) }
+
+// bindKojidCmd returns the kojid command with its flags bound to o.
+func bindKojidCmd(o *kojidOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kojid --server URL (--cert FILE | --principal P --keytab FILE)",
 		Short: "Run Koji image build tasks as a Koji build host",
