@@ -15,6 +15,7 @@ import (
 	"github.com/kib-project/kib/internal/jobs/jobstest"
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/koji/kojitest"
+	"github.com/kib-project/kib/internal/kojid"
 )
 
 // TestKojidOSBuildImage runs the whole osbuildImage flow through the daemon
@@ -144,6 +145,59 @@ topurl = "https://koji.example.org/kojifiles"
 				if !containsString(files, want) {
 					t.Errorf("task output %v lacks %s", files, want)
 				}
+			}
+		})
+	}
+}
+
+// TestKojidComposerSettings: [kojid.composer] selects remote or local mode;
+// half-given settings are refused with the flag named.
+func TestKojidComposerSettings(t *testing.T) {
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", "s3cret\n")
+	conf := writeFile(t, dir, "builder.conf", "[composer]\nserver = https://composer.example.org\nssl_verify = false\n[koji]\nserver = https://koji.example.org/kojihub\n")
+	tests := []struct {
+		name       string
+		toml       string
+		wantServer string // "" = local mode
+		wantErr    string
+	}{
+		{"local", "[kojid]\nserver = \"https://hub\"\n", "", ""},
+		{"remote mTLS", "[kojid.composer]\nserver = \"https://c\"\ncert = \"/c.pem\"\nkey = \"/c.key\"\n", "https://c", ""},
+		{"remote OAuth", fmt.Sprintf("[kojid.composer]\nserver = \"https://c\"\nclient_id = \"kojid\"\nclient_secret_file = %q\ntoken_url = \"https://sso/token\"\n", secret), "https://c", ""},
+		{"builder.conf", fmt.Sprintf("[kojid.composer]\nbuilder_conf = %q\n", conf), "https://composer.example.org", ""},
+		{"cert without server", "[kojid.composer]\ncert = \"/c.pem\"\n", "", "--composer-cert: needs --composer-server"},
+		{"half OAuth", "[kojid.composer]\nserver = \"https://c\"\nclient_id = \"kojid\"\n", "", "OAuth needs all three"},
+		{"unknown key", "[kojid.composer]\nsevrer = \"https://c\"\n", "", "[kojid] composer_sevrer: unknown setting"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &kojidOptions{}
+			cmd := bindKojidCmd(o)
+			o.conn.Server = "https://hub"
+			err := applyConfigFile(cmd, writeFile(t, t.TempDir(), "kib.toml", tc.toml), "kojid")
+			var cc any
+			if err == nil {
+				var c *kojid.ComposerConfig
+				c, _, err = o.composer.config(o.conn.Server)
+				if c != nil {
+					cc = c.Server
+					if tc.name == "remote OAuth" && (c.OAuth == nil || c.OAuth.ClientSecret != "s3cret") {
+						t.Errorf("OAuth %+v", c.OAuth)
+					}
+				}
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := cc.(string); got != tc.wantServer {
+				t.Errorf("composer server %q, want %q (empty: local mode)", got, tc.wantServer)
 			}
 		})
 	}
