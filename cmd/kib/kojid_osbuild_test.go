@@ -23,7 +23,8 @@ import (
 // its osbuildImage and tagBuild handlers): kib koji osbuild-image → hub →
 // daemon → compose service (kib serve's API and queue in remote mode, the
 // daemon's in-process one in local mode) → Content Generator import → the
-// tagBuild subtask the daemon takes itself. Images come from jobs' fake
+// tagBuild subtask the daemon takes itself; the CLI's options reach the
+// task (local mode). Images come from jobs' fake
 // builder; the real engine path is TestKojiImageBuilderBuildEndToEnd's.
 func TestKojidOSBuildImage(t *testing.T) {
 	for _, mode := range []string{"remote", "local"} {
@@ -104,22 +105,37 @@ topurl = "https://koji.example.org/kojifiles"
 				}
 			}()
 
-			out, err := runKib(t, "koji", "osbuild-image", "--server", hub.URL, "--user", "alice", "--password-file", pw,
-				"--poll", "20ms", "--image-type", "tar", "Debian-Cloud", "12", "debian-12", "debian-12", "x86_64")
+			// Remote mode builds from the build tag's repo (topurl); local
+			// mode from the task's own, with the CLI's other options.
+			cli := []string{"koji", "osbuild-image", "--server", hub.URL, "--user", "alice", "--password-file", pw,
+				"--poll", "20ms", "--image-type", "tar"}
+			nvr, want := "Debian-Cloud-12-1", []string{`"build": 1`}
+			if mode == "local" {
+				custom := writeFile(t, dir, "custom.json", `{"packages":["curl"]}`)
+				cli = append(cli, "--repo", "http://deb.example.org/debian", "--repo-package-sets", "os; blueprint",
+					"--release", "5", "--customizations", custom)
+				nvr, want = "Debian-Cloud-12-5", []string{`"package_sets": [`, `"packages": [`}
+			}
+			out, err := runKib(t, append(cli, "Debian-Cloud", "12", "debian-12", "debian-12", "x86_64")...)
 			if err != nil {
 				t.Fatalf("osbuild-image: %v\n%s", err, out)
 			}
 			for _, want := range []string{"Created task: 1", "1 osbuildImage (noarch) completed successfully",
-				"tagBuild (noarch) completed successfully", `"build": 1`, fmt.Sprintf(`"server": %q`, wantServer)} {
+				"tagBuild (noarch) completed successfully", fmt.Sprintf(`"server": %q`, wantServer)} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
 				}
 			}
 			reader, err := koji.New(hub.URL, koji.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := reader.GetBuild(ctx, "Debian-Cloud-12-1")
+			b, err := reader.GetBuild(ctx, nvr)
 			if err != nil || b == nil || b.State != koji.BuildComplete {
 				t.Fatalf("build %+v (%v)", b, err)
 			}
@@ -131,7 +147,7 @@ topurl = "https://koji.example.org/kojifiles"
 			for _, a := range arcs {
 				names = append(names, a.Filename+" "+a.Arch+" "+a.TypeName)
 			}
-			if !containsString(names, "Debian-Cloud-12-1.x86_64.tar.xz x86_64 tar") {
+			if !containsString(names, nvr+".x86_64.tar.xz x86_64 tar") {
 				t.Errorf("archives %v lack the x86_64 tar image", names)
 			}
 			if tagged := hub.TaggedBuilds("debian-12-candidate"); len(tagged) != 1 || int64(tagged[0]) != b.ID {
@@ -145,6 +161,17 @@ topurl = "https://koji.example.org/kojifiles"
 				if !containsString(files, want) {
 					t.Errorf("task output %v lacks %s", files, want)
 				}
+			}
+
+			// A compose that fails fails the task with the compose's error,
+			// the CLI exits with it and the reservation is refunded.
+			builder.Fail = map[string]bool{"x86_64": true}
+			out, err = runKib(t, append(cli, "--release", "9", "Debian-Cloud", "12", "debian-12", "debian-12", "x86_64")...)
+			if err == nil || !strings.Contains(err.Error(), "Compose failed") || !strings.Contains(out, "osbuildImage (noarch) failed") {
+				t.Errorf("failing compose: %v\n%s", err, out)
+			}
+			if b, err := reader.GetBuild(ctx, "Debian-Cloud-12-9"); err != nil || b == nil || b.State != koji.BuildFailed {
+				t.Errorf("failed compose's build %+v (%v), want the refunded (FAILED) reservation", b, err)
 			}
 		})
 	}
