@@ -43,6 +43,21 @@ func applyConfigFile(cmd *cobra.Command, path, section string) error {
 		return nil
 	}
 	flags := cmd.Flags()
+	// A sub-table ([kojid.composer]) sets the flags named with its prefix
+	// (server → --composer-server).
+	for key, v := range table {
+		sub, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		delete(table, key)
+		for k, sv := range sub {
+			if _, nested := sv.(map[string]any); nested {
+				return fmt.Errorf("--config %s: [%s.%s] %s: unknown setting", path, section, key, k)
+			}
+			table[key+"_"+k] = sv
+		}
+	}
 	for key, v := range table {
 		name := strings.ReplaceAll(key, "_", "-")
 		f := flags.Lookup(name)

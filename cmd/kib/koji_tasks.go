@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kib-project/kib/internal/blueprint"
 	"github.com/kib-project/kib/internal/koji"
@@ -58,9 +59,7 @@ type kojiImageBuilderOptions struct {
 	seed           int64
 	preview        bool
 	noPreview      bool
-	ostreeParent   string
-	ostreeRef      string
-	ostreeURL      string
+	ostree         ostreeFlags
 	priority       int
 }
 
@@ -103,9 +102,7 @@ The command exits non-zero if a task fails, as koji's does.`,
 	f.Int64Var(&o.seed, "seed", 0, "seed for every generated identifier (filesystem UUIDs, ...)")
 	f.BoolVar(&o.preview, "preview", false, "mark the image as a preview (overrides the distro's default)")
 	f.BoolVar(&o.noPreview, "no-preview", false, "mark the image as not a preview (overrides the distro's default)")
-	f.StringVar(&o.ostreeParent, "ostree-parent", "", "OSTree commit parent (OSTree image types)")
-	f.StringVar(&o.ostreeRef, "ostree-ref", "", "OSTree commit ref (OSTree image types)")
-	f.StringVar(&o.ostreeURL, "ostree-url", "", "URL of the OSTree repository (OSTree image types)")
+	o.ostree.bind(f)
 	f.IntVar(&o.priority, "priority", 0, "task priority (negative values need admin)")
 	return cmd
 }
@@ -139,15 +136,7 @@ func (o *kojiImageBuilderOptions) taskOpts(cmd *cobra.Command) (map[string]any, 
 	} else if o.noPreview {
 		opts["preview"] = false
 	}
-	ostree := map[string]any{}
-	for k, v := range map[string]string{"parent": o.ostreeParent, "ref": o.ostreeRef, "url": o.ostreeURL} {
-		if v != "" {
-			ostree[k] = v
-		}
-	}
-	if len(ostree) > 0 {
-		opts["ostree"] = ostree
-	}
+	o.ostree.set(opts)
 	if o.blueprint != "" {
 		bp, err := readBlueprintObject(o.blueprint)
 		if err != nil {
@@ -156,6 +145,29 @@ func (o *kojiImageBuilderOptions) taskOpts(cmd *cobra.Command) (map[string]any, 
 		opts["blueprint"] = bp
 	}
 	return opts, nil
+}
+
+// ostreeFlags are the --ostree-* flags of both CLI plugins.
+type ostreeFlags struct{ url, ref, parent string }
+
+func (o *ostreeFlags) bind(f *pflag.FlagSet) {
+	f.StringVar(&o.parent, "ostree-parent", "", "OSTree commit parent (OSTree image types; $arch is substituted)")
+	f.StringVar(&o.ref, "ostree-ref", "", "OSTree commit ref (OSTree image types; $arch is substituted)")
+	f.StringVar(&o.url, "ostree-url", "", "URL of the OSTree repository (OSTree image types)")
+}
+
+// set sets opts.ostree from the flags given, as both hub plugins' schemas
+// name them; it sets nothing when none is.
+func (o *ostreeFlags) set(opts map[string]any) {
+	ostree := map[string]any{}
+	for k, v := range map[string]string{"parent": o.parent, "ref": o.ref, "url": o.url} {
+		if v != "" {
+			ostree[k] = v
+		}
+	}
+	if len(ostree) > 0 {
+		opts["ostree"] = ostree
+	}
 }
 
 // readBlueprintObject reads a JSON or TOML blueprint, checks it as kib

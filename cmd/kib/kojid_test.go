@@ -222,7 +222,8 @@ func TestKojidConfigExample(t *testing.T) {
 	if err := applyConfigFile(cmd, "../../dist/kib.toml.example", "kojid"); err != nil {
 		t.Fatal(err)
 	}
-	for flag, want := range map[string]string{"server": "https://koji.example.org/kojihub", "interval": "1s", "max-jobs": "10", "min-space": "8GiB"} {
+	for flag, want := range map[string]string{"server": "https://koji.example.org/kojihub", "interval": "1s", "max-jobs": "10", "min-space": "8GiB",
+		"composer-topurl": "https://koji.example.org/kojifiles", "composer-server": ""} {
 		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s = %q, want %q", flag, got, want)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kib-project/kib/internal/koji"
+	"github.com/kib-project/kib/internal/kojiwatch"
 )
 
 // kojiOSBuildImageOptions are the flags of `kib koji osbuild-image`, named
@@ -28,9 +29,7 @@ type kojiOSBuildImageOptions struct {
 	NoWait, Wait   bool
 	UploadOptions  string
 	Customizations string
-	OSTreeURL      string
-	OSTreeRef      string
-	OSTreeParent   string
+	ostree         ostreeFlags
 	Quiet          bool
 	Poll           time.Duration
 }
@@ -115,9 +114,7 @@ destination tag.`,
 	fs.BoolVar(&o.Wait, "wait", false, "wait for the task (the default)")
 	fs.StringVar(&o.UploadOptions, "upload-options", "", "JSON file with the cloud upload options")
 	fs.StringVar(&o.Customizations, "customizations", "", "JSON file with customizations passed to the compose")
-	fs.StringVar(&o.OSTreeURL, "ostree-url", "", "URL of the OSTree repository for OSTree image types")
-	fs.StringVar(&o.OSTreeRef, "ostree-ref", "", "OSTree commit ref ($arch is substituted)")
-	fs.StringVar(&o.OSTreeParent, "ostree-parent", "", "OSTree parent commit ($arch is substituted)")
+	o.ostree.bind(fs)
 	fs.BoolVar(&o.Quiet, "quiet", false, "print only the task id and the result")
 	fs.DurationVar(&o.Poll, "poll", time.Second, "how often to check the task")
 	return cmd
@@ -167,15 +164,7 @@ func (o *kojiOSBuildImageOptions) request(args []string) ([]any, error) {
 	if o.SkipTag {
 		opts["skip_tag"] = true
 	}
-	ostree := map[string]any{}
-	for k, v := range map[string]string{"parent": o.OSTreeParent, "ref": o.OSTreeRef, "url": o.OSTreeURL} {
-		if v != "" {
-			ostree[k] = v
-		}
-	}
-	if len(ostree) > 0 {
-		opts["ostree"] = ostree
-	}
+	o.ostree.set(opts)
 	if o.Customizations != "" {
 		m, err := readJSONObject("customizations", o.Customizations)
 		if err != nil {
@@ -190,11 +179,7 @@ func (o *kojiOSBuildImageOptions) request(args []string) ([]any, error) {
 		}
 		opts["upload_options"] = m
 	}
-	arches := make([]any, 0, len(args)-4)
-	for _, a := range args[4:] {
-		arches = append(arches, a)
-	}
-	return []any{args[0], args[1], args[2], imageType, args[3], arches, opts}, nil
+	return []any{args[0], args[1], args[2], imageType, args[3], toAnyList(args[4:]), opts}, nil
 }
 
 func runKojiOSBuildImage(ctx context.Context, o *kojiOSBuildImageOptions, args []string, stdout io.Writer) error {
@@ -235,46 +220,30 @@ func runKojiOSBuildImage(ctx context.Context, o *kojiOSBuildImageOptions, args [
 	return watchOSBuildTask(ctx, c, id, o.Poll, o.Quiet, stdout)
 }
 
-var taskStateNames = map[int]string{0: "free", 1: "open", 2: "closed", 3: "canceled", 4: "assigned", 5: "failed"}
-
-// watchOSBuildTask follows a task until it ends, printing state changes,
-// then prints its result (or returns its fault).
+// watchOSBuildTask follows the task and its tagBuild subtask with the
+// shared watcher, then prints the task's result; a failed or canceled task
+// is an error wrapping the hub's fault.
 func watchOSBuildTask(ctx context.Context, c *koji.Client, id int64, poll time.Duration, quiet bool, stdout io.Writer) error {
-	if !quiet {
-		fmt.Fprintln(stdout, "Watching tasks (this may be safely interrupted)...")
-	}
-	last := -1
-	for {
-		info, err := c.GetTaskInfo(ctx, id, false)
-		if err != nil {
-			return err
-		}
-		if info == nil {
-			return fmt.Errorf("task %d: not found", id)
-		}
-		if info.State != last && !quiet {
-			fmt.Fprintf(stdout, "%d %s (%s): %s\n", id, info.Method, info.Arch, taskStateNames[info.State])
-		}
-		last = info.State
-		switch info.State {
-		case 2:
-			res, err := c.GetTaskResult(ctx, id)
-			if err != nil {
-				return err
-			}
-			out, _ := json.MarshalIndent(res, "", "  ")
-			fmt.Fprintf(stdout, "%s\n", out)
-			return nil
-		case 3:
+	tasks, err := kojiwatch.Watch(ctx, c, []int64{id}, kojiwatch.Options{Interval: poll, Out: stdout, Quiet: quiet})
+	if fe := (*kojiwatch.FailedError)(nil); errors.As(err, &fe) {
+		t := tasks[id]
+		if t.State == koji.TaskCanceled {
 			return fmt.Errorf("task %d was canceled", id)
-		case 5:
-			_, err := c.GetTaskResult(ctx, id)
-			return fmt.Errorf("task %d failed: %w", id, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(poll):
+		_, ferr := c.GetTaskResult(ctx, id)
+		if ferr == nil {
+			ferr = errors.New(t.Failure)
 		}
+		return fmt.Errorf("task %d failed: %w", id, ferr)
 	}
+	if err != nil {
+		return err
+	}
+	res, err := c.GetTaskResult(ctx, id)
+	if err != nil {
+		return err
+	}
+	out, _ := json.MarshalIndent(res, "", "  ")
+	fmt.Fprintf(stdout, "%s\n", out)
+	return nil
 }

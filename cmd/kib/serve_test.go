@@ -81,7 +81,7 @@ func TestExampleConfigParses(t *testing.T) {
 		for _, c := range []struct {
 			section string
 			cmd     func() *cobra.Command
-		}{{"serve", newServeCmd}, {"worker", newWorkerCmd}} {
+		}{{"serve", newServeCmd}, {"worker", newWorkerCmd}, {"kojid", newKojidCmd}} {
 			cmd := c.cmd()
 			if err := applyConfigFile(cmd, conf, c.section); err != nil {
 				t.Errorf("%s [%s]: %v", conf, c.section, err)

@@ -489,8 +489,23 @@ func (d *Daemon) settle(ctx context.Context, t *Task, res any, herr error) {
 	}
 }
 
+// replaceMax is the largest task file uploaded whole with overwrite, so a
+// handler can rewrite it while the task runs (compose-status.json at every
+// poll); larger files (images) use the resumable upload.
+const replaceMax = 4 << 20
+
 func uploadTaskFile(ctx context.Context, c *koji.Client, id int64, name string, r io.Reader, size int64) (string, error) {
 	dir := TaskRelPath(id)
+	if size >= 0 && size <= replaceMax {
+		b, err := io.ReadAll(io.LimitReader(r, replaceMax+1))
+		if err != nil {
+			return "", err
+		}
+		if err := c.UploadReplace(ctx, dir, name, b); err != nil {
+			return "", fmt.Errorf("uploading %s to task %d: %w", name, id, err)
+		}
+		return dir + "/" + name, nil
+	}
 	ra, ok := r.(io.ReaderAt)
 	if !ok {
 		b, err := io.ReadAll(r)

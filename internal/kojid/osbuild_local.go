@@ -106,7 +106,7 @@ func (l *localService) start(ctx context.Context) (*cloudAPI, error) {
 		q.Close()
 		return nil, err
 	}
-	h, err := composer.New(composer.Config{Queue: q, Distros: l.cfg.Distros, Log: l.cfg.Log.With("component", "composer"), KojiServer: l.koji})
+	h, err := composer.New(composer.Config{Queue: q, Distros: l.cfg.Distros, KojiServer: l.koji, Log: l.cfg.Log.With("component", "composer")})
 	if err != nil {
 		l.stopQueue(q)
 		return nil, err

@@ -166,7 +166,7 @@ func TestOSBuildImage(t *testing.T) {
 			defer func() { cancel(); <-done }()
 
 			opts := map[string]any{
-				"repo":           []any{"http://deb.example.org/debian/$arch", map[string]any{"baseurl": "http://deb.example.org/extra", "package_sets": []any{"blueprint"}}},
+				"repo":           []any{"http://deb.example.org/debian/$arch", map[string]any{"baseurl": "http://deb.example.org/extra", "package_sets": []any{"os"}}},
 				"customizations": map[string]any{"packages": []any{"cloud-init"}},
 			}
 			id := b.submit(t, "Debian-Cloud", "12", "debian-12", "tar", "debian-12", []any{"x86_64"}, opts)
@@ -203,7 +203,7 @@ func TestOSBuildImage(t *testing.T) {
 			first := ir[0].(map[string]any)
 			repos := first["repositories"].([]any)
 			if first["architecture"] != "x86_64" || repos[0].(map[string]any)["baseurl"] != "http://deb.example.org/debian/x86_64" ||
-				fmt.Sprint(repos[1].(map[string]any)["package_sets"]) != "[blueprint]" || repos[0].(map[string]any)["rhsm"] != false {
+				fmt.Sprint(repos[1].(map[string]any)["package_sets"]) != "[os]" || repos[0].(map[string]any)["rhsm"] != false {
 				t.Errorf("image request 0 = %v", first)
 			}
 			kj := req["koji"].(map[string]any)
