@@ -122,7 +122,7 @@ func TestUploadTargetsThroughKojiCompose(t *testing.T) {
 				if s3Status["type"] != "aws.s3" || s3Status["status"] != "success" || !strings.Contains(link, "X-Amz-Signature") {
 					t.Fatalf("aws.s3 upload_status %v", s3Status)
 				}
-				key := "kib-" + strings.SplitN(strings.SplitN(link, "/kib-", 2)[1], "?", 2)[0]
+				key := strings.SplitN(strings.SplitN(link, "/"+bucket+"/", 2)[1], "?", 2)[0]
 				obj, err := srv.Client().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 				if err != nil || !strings.HasSuffix(key, ".x86_64.qcow2") || sdkaws.ToInt64(obj.ContentLength) == 0 {
 					t.Errorf("object %s: %v", key, err)
