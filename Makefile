@@ -38,7 +38,9 @@ test: deps
 	.ci/minio.sh  # MinIO, the real S3 server of the upload tests (go install, once)
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
-	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) run scripts/gotest.go -timeout 40m ./...
+	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; \
+	export KIB_TEST_AZURITE=$${KIB_TEST_AZURITE:-$$(.ci/azurite.sh)} KIB_TEST_FAKE_GCS=$${KIB_TEST_FAKE_GCS:-$$(.ci/fake-gcs.sh)}; \
+	$(GO) run scripts/gotest.go -timeout 40m ./...
 
 # chaos runs the long form of the chaos suite (cmd/kib/chaos_test.go; make
 # test runs a short one): 200 composes, 20 SIGKILLs, 50 hub outages of 1-30 s

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,7 +22,9 @@ import (
 	"github.com/kib-project/kib/internal/upload"
 	"github.com/kib-project/kib/internal/upload/aws"
 	"github.com/kib-project/kib/internal/upload/awss3"
+	"github.com/kib-project/kib/internal/upload/azure"
 	"github.com/kib-project/kib/internal/upload/container"
+	"github.com/kib-project/kib/internal/upload/gcp"
 )
 
 // uploadSettings is the [upload] table of kib.toml: one sub-table per cloud
@@ -30,10 +35,69 @@ import (
 //	[upload.aws]             # bucket (staging), region, endpoint, ec2_endpoint, ...
 //	[upload."aws.s3"]        # bucket, prefix, region, endpoint, ...
 //	[upload.container]       # registry, ca_file, plain_http
+//	[upload.azure]           # client_id, client_secret, storage_account, ...
+//	[upload.gcp]             # credentials, project_id, bucket, ...
+//
+// docs/uploads-azure-gcp.md describes the azure and gcp keys.
 type uploadSettings struct {
 	AWS       *awsSettings       `toml:"aws"`
 	AWSS3     *s3Settings        `toml:"aws.s3"`
 	Container *containerSettings `toml:"container"`
+	Azure     *azureSettings     `toml:"azure"`
+	GCP       *gcpSettings       `toml:"gcp"`
+}
+
+type azureSettings struct {
+	ClientID        string `toml:"client_id"`
+	ClientSecret    string `toml:"client_secret"`
+	StorageAccount  string `toml:"storage_account"`
+	Container       string `toml:"container"`
+	Parallel        int    `toml:"parallel"`
+	ResourceManager string `toml:"resource_manager"`
+	AuthorityHost   string `toml:"authority_host"`
+	// CAFile is a PEM file of CAs trusted besides the system's (a private
+	// ARM endpoint such as Azure Stack Hub's).
+	CAFile          string `toml:"ca_file"`
+	PollIntervalSec int    `toml:"poll_interval_seconds"`
+}
+
+func (s *azureSettings) config() (azure.Config, error) {
+	cfg := azure.Config{
+		ClientID: s.ClientID, ClientSecret: s.ClientSecret, StorageAccount: s.StorageAccount,
+		Container: s.Container, Parallel: s.Parallel, ResourceManager: s.ResourceManager,
+		AuthorityHost: s.AuthorityHost, PollFrequency: time.Duration(s.PollIntervalSec) * time.Second,
+	}
+	if (s.ClientID == "") != (s.ClientSecret == "") {
+		return cfg, errors.New("client_id and client_secret: give both or neither")
+	}
+	if s.Parallel < 0 || s.PollIntervalSec < 0 {
+		return cfg, errors.New("parallel and poll_interval_seconds: must not be negative")
+	}
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return cfg, fmt.Errorf("ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return cfg, fmt.Errorf("ca_file %s: no PEM certificate", s.CAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		cfg.HTTPClient = &http.Client{Transport: tr}
+	}
+	return cfg, nil
+}
+
+type gcpSettings struct {
+	Credentials     string `toml:"credentials"`
+	ProjectID       string `toml:"project_id"`
+	Bucket          string `toml:"bucket"`
+	StorageEndpoint string `toml:"storage_endpoint"`
+	ComputeEndpoint string `toml:"compute_endpoint"`
 }
 
 type s3Settings struct {
@@ -115,6 +179,22 @@ func (s *uploadSettings) uploaders() (upload.Uploaders, error) {
 		}
 		u[upload.TargetContainer] = up
 	}
+	if s.Azure != nil {
+		cfg, err := s.Azure.config()
+		if err != nil {
+			return nil, fmt.Errorf("[upload.azure]: %w", err)
+		}
+		u[upload.TargetAzure] = azure.New(cfg)
+	}
+	if s.GCP != nil {
+		if s.GCP.Credentials != "" && !fileExists(s.GCP.Credentials) {
+			return nil, fmt.Errorf("[upload.gcp]: credentials %s: no such file", s.GCP.Credentials)
+		}
+		u[upload.TargetGCP] = gcp.New(gcp.Config{
+			CredentialsFile: s.GCP.Credentials, ProjectID: s.GCP.ProjectID, Bucket: s.GCP.Bucket,
+			StorageEndpoint: s.GCP.StorageEndpoint, ComputeEndpoint: s.GCP.ComputeEndpoint,
+		})
+	}
 	return u, nil
 }
 
@@ -131,8 +211,8 @@ func newUploadCmd() *cobra.Command {
 		Short: "Upload an image kib built to its cloud (aws, aws.s3, container, ...)",
 		Long: `Upload an image that 'kib build' made (the image file or its export directory,
 with build-info.json beside it) to a cloud target. The target must fit the
-image type (ami → aws, container → container, other disks and archives →
-aws.s3). FILE holds the Cloud API's upload_options for the target, e.g.
+image type (ami → aws, vhd → azure, gce → gcp, container → container,
+other disks and archives → aws.s3). FILE holds the Cloud API's upload_options for the target, e.g.
 {"region": "eu-west-1", "share_with_accounts": []} for aws. Where images go
 (bucket, registry) comes from the [upload.<target>] table of --config;
 credentials from each cloud's default chain. Prints the result as JSON.`,

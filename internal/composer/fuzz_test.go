@@ -31,6 +31,8 @@ func FuzzComposeRequest(f *testing.F) {
 	for _, seed := range []string{
 		pluginComposeRequest, kojiBody, `{}`, `[]`, `null`, `{"distribution":"debian-12","image_request":{}}`,
 		`{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[],"upload_targets":[{"type":"aws","upload_options":{"region":1}}]}}`,
+		`{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"azure","repositories":[],"upload_options":{"tenant_id":"t","subscription_id":"s","resource_group":"g","hyper_v_generation":"V2"}}}`,
+		`{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"gcp","repositories":[],"upload_options":{"region":"us","image_name":"a-","share_with_accounts":["user:"]}}}`,
 		`{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"guest-image","repositories":[{"baseurl":"::"}],"upload_options":{"region":"r"}}}`,
 		`{"distribution":"debian-12","customizations":{"users":[{"name":""}],"services":{"masked":["x"]}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`,
 	} {

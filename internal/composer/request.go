@@ -15,6 +15,8 @@ import (
 	"github.com/kib-project/kib/internal/blueprint"
 	"github.com/kib-project/kib/internal/jobs"
 	"github.com/kib-project/kib/internal/resolve"
+	"github.com/kib-project/kib/internal/upload/azure"
+	"github.com/kib-project/kib/internal/upload/gcp"
 )
 
 // ComposeRequest is the body of POST /compose.
@@ -182,34 +184,39 @@ type awsS3Options struct {
 	Region string `json:"region"`
 	Public bool   `json:"public,omitempty"`
 }
-type gcpOptions struct {
-	Region            string   `json:"region"`
-	Bucket            string   `json:"bucket,omitempty"`
-	ImageName         string   `json:"image_name,omitempty"`
-	ShareWithAccounts []string `json:"share_with_accounts,omitempty"`
-}
-type azureOptions struct {
-	TenantID         string `json:"tenant_id"`
-	SubscriptionID   string `json:"subscription_id"`
-	ResourceGroup    string `json:"resource_group"`
-	Location         string `json:"location,omitempty"`
-	ImageName        string `json:"image_name,omitempty"`
-	HyperVGeneration string `json:"hyper_v_generation,omitempty"`
-}
 type containerOptions struct {
 	Name string `json:"name,omitempty"`
 	Tag  string `json:"tag,omitempty"`
 }
 type emptyOptions struct{}
 
-// checkUploadOptions validates the options of one target type and returns
-// them normalised.
-func checkUploadOptions(field, typ string, raw json.RawMessage) (json.RawMessage, error) {
+// checkUploadOptions validates the options of one target type for an
+// image of bootMode and returns them normalised. The azure and gcp options
+// are checked by their uploaders' own parsers, so what POST accepts is what
+// the upload accepts.
+func checkUploadOptions(field, typ, bootMode string, raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 {
 		raw = json.RawMessage("{}")
 	}
 	bad := func(format string, args ...any) error {
 		return apiErr(ErrValidationError, field+": "+fmt.Sprintf(format, args...))
+	}
+	switch typ {
+	case "azure":
+		o, err := azure.ParseOptions(raw)
+		if err != nil {
+			return nil, bad("%s", strings.TrimPrefix(err.Error(), "azure upload options: "))
+		}
+		if _, err := azure.HyperVGeneration(o.HyperVGeneration, bootMode); err != nil {
+			return nil, bad("%s", strings.TrimPrefix(err.Error(), "azure upload options: "))
+		}
+		return marshalOptions(o)
+	case "gcp":
+		o, err := gcp.ParseOptions(raw)
+		if err != nil {
+			return nil, bad("%s", strings.TrimPrefix(err.Error(), "gcp upload options: "))
+		}
+		return marshalOptions(o)
 	}
 	var v any
 	var required []string
@@ -219,10 +226,6 @@ func checkUploadOptions(field, typ string, raw json.RawMessage) (json.RawMessage
 		v, required = o, []string{"region", "share_with_accounts"}
 	case "aws.s3":
 		v, required = &awsS3Options{}, []string{"region"}
-	case "gcp":
-		v, required = &gcpOptions{}, []string{"region"}
-	case "azure":
-		v, required = &azureOptions{}, []string{"tenant_id", "subscription_id", "resource_group"}
 	case "container":
 		v = &containerOptions{}
 	case "local", "oci.objectstorage":
@@ -242,9 +245,10 @@ func checkUploadOptions(field, typ string, raw json.RawMessage) (json.RawMessage
 			return nil, bad("%s: required for upload type %q", r, typ)
 		}
 	}
-	if o, ok := v.(*azureOptions); ok && o.HyperVGeneration != "" && o.HyperVGeneration != "V1" && o.HyperVGeneration != "V2" {
-		return nil, bad("hyper_v_generation: must be V1 or V2, not %q", o.HyperVGeneration)
-	}
+	return marshalOptions(v)
+}
+
+func marshalOptions(v any) (json.RawMessage, error) {
 	out, err := json.Marshal(v)
 	if err != nil {
 		return nil, internalErr(ErrInternal, err)
@@ -425,7 +429,7 @@ func (s *Server) toCompose(req *ComposeRequest, tenant string, body []byte) (*jo
 			if !slices.Contains(rule.allowed, t.Type) {
 				return nil, apiErr(ErrInvalidUploadTarget, fmt.Sprintf("%s.type: image type %q can be uploaded to %s only, not %q", tf, ir.ImageType, strings.Join(rule.allowed, ", "), t.Type))
 			}
-			opts, err := checkUploadOptions(tf+".upload_options", t.Type, t.UploadOptions)
+			opts, err := checkUploadOptions(tf+".upload_options", t.Type, img.BootMode, t.UploadOptions)
 			if err != nil {
 				return nil, err
 			}
@@ -438,7 +442,7 @@ func (s *Server) toCompose(req *ComposeRequest, tenant string, body []byte) (*jo
 			if rule.def == "" {
 				return nil, apiErr(ErrUnsupportedImageType, fmt.Sprintf("%s.upload_options: image type %q has no default upload target; use upload_targets", field, ir.ImageType))
 			}
-			opts, err := checkUploadOptions(field+".upload_options", rule.def, ir.UploadOptions)
+			opts, err := checkUploadOptions(field+".upload_options", rule.def, img.BootMode, ir.UploadOptions)
 			if err != nil {
 				return nil, err
 			}

@@ -147,6 +147,13 @@ func TestErrors(t *testing.T) {
 		{"s3 options missing region", "POST", "/compose", "application/json", img(`,"upload_options":{"public":true}`), 400, "30", "region"},
 		{"target the service has no uploader for", "POST", "/compose", "application/json", img(`,"upload_options":{"region":"eu-west-1"}`), 400, "38", "not configured"},
 		{"s3 options unknown field", "POST", "/compose", "application/json", img(`,"upload_options":{"region":"r","bucket_name":"x"}`), 400, "30", "bucket_name"},
+		// azure and gcp options are checked by the uploaders' own parsers.
+		{"azure options missing tenant_id", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"azure","repositories":[],"upload_options":{"subscription_id":"s","resource_group":"g"}}}`, 400, "30", "tenant_id"},
+		{"azure empty resource_group", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"vhd","repositories":[],"upload_options":{"tenant_id":"t","subscription_id":"s","resource_group":" "}}}`, 400, "30", "resource_group"},
+		{"azure bad hyper_v_generation", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"azure","repositories":[],"upload_options":{"tenant_id":"t","subscription_id":"s","resource_group":"g","hyper_v_generation":"V3"}}}`, 400, "30", "hyper_v_generation"},
+		{"gcp bad image_name", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"gcp","repositories":[],"upload_options":{"region":"us","image_name":"Debian_12"}}}`, 400, "30", "image_name"},
+		{"gcp bad share_with_accounts", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"gce","repositories":[],"upload_options":{"region":"us","share_with_accounts":["alice@example.com"]}}}`, 400, "30", "share_with_accounts[0]"},
+		{"gcp not served", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"gcp","repositories":[],"upload_options":{"region":"us"}}}`, 400, "38", "gcp"},
 		{"unsupported customization", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"fips":{"enabled":true}},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "30", "fips"},
 		{"customization kib lacks", "POST", "/compose", "application/json", `{"distribution":"debian-12","customizations":{"files":[{"path":"/etc/x"}]},"image_request":{"architecture":"x86_64","image_type":"tar","repositories":[]}}`, 400, "35", "customizations.files"},
 		// What kib cannot do is refused at POST, naming the field.
@@ -163,7 +170,7 @@ func TestErrors(t *testing.T) {
 		// Upload targets kib does not serve yet are refused, not failed
 		// after the build.
 		{"aws.s3 not served", "POST", "/compose", "application/json", img(`,"upload_options":{"region":"eu-west-1"}`), 400, "38", "aws.s3"},
-		{"aws not served", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"ami","repositories":[],"upload_targets":[{"type":"aws","upload_options":{"region":"eu-west-1","share_with_accounts":[]}}]}}`, 400, "38", "not available"},
+		{"aws not served", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"ami","repositories":[],"upload_targets":[{"type":"aws","upload_options":{"region":"eu-west-1","share_with_accounts":[]}}]}}`, 400, "38", "not configured"},
 		{"another koji hub", "POST", "/compose", "application/json", strings.Replace(kojiBody, "koji.example.org", "koji.elsewhere.org", 1), 400, "42", "koji.server"},
 		// file: repositories only from the allow-listed directory.
 		{"file repo", "POST", "/compose", "application/json", `{"distribution":"debian-12","image_request":{"architecture":"x86_64","image_type":"tar","repositories":[{"baseurl":"file:///etc"}]}}`, 400, "42", "repositories[0].baseurl"},

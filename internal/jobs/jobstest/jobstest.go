@@ -169,13 +169,23 @@ type Builder struct {
 	PanicOnce, PanicAlways bool
 	// Block makes every build wait until its context ends, as a long
 	// build that is stopped would.
-	Block    bool
-	mu       sync.Mutex
-	builds   int
-	panicked bool
+	Block     bool
+	mu        sync.Mutex
+	imageData func(imageType string) []byte
+	builds    int
+	panicked  bool
 }
 
 var _ jobs.Builder = (*Builder)(nil)
+
+// SetImageData makes f give the image file's content (e.g. a real VHD or
+// GCE tarball for upload tests) where it returns non-nil; otherwise an
+// image is a short text.
+func (b *Builder) SetImageData(f func(imageType string) []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.imageData = f
+}
 
 // Builds counts Build calls.
 func (b *Builder) Builds() int {
@@ -188,6 +198,7 @@ func (b *Builder) Builds() int {
 func (b *Builder) Build(ctx context.Context, a *jobs.BuildArgs) (*jobs.BuildResult, error) {
 	b.mu.Lock()
 	b.builds++
+	imageData := b.imageData
 	if b.Block {
 		b.mu.Unlock()
 		<-ctx.Done()
@@ -206,8 +217,14 @@ func (b *Builder) Build(ctx context.Context, a *jobs.BuildArgs) (*jobs.BuildResu
 		"version": 1, "arch": a.Image.Arch, "image_type": a.Image.ImageType, "seed": a.Seed,
 		"sources": map[string]any{"debs": []map[string]any{{"name": "base-files", "version": "12.4+deb12u5", "arch": "amd64", "sha256": "00"}}},
 	})
+	imgData := "image " + a.Image.Arch
+	if imageData != nil {
+		if d := imageData(a.Image.ImageType); d != nil {
+			imgData = string(d)
+		}
+	}
 	files := []struct{ kind, name, data string }{
-		{"image", a.Image.Filename, "image " + a.Image.Arch},
+		{"image", a.Image.Filename, imgData},
 		{"manifest", a.Image.Filename + ".manifest.json", string(man)},
 		{"sbom", a.Image.Filename + ".image-os.spdx.json", `{"spdxVersion":"SPDX-2.3"}`},
 		{"log", a.Image.Filename + ".build.log", "built\n"},
