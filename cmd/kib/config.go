@@ -13,7 +13,7 @@ import (
 
 // configTables are the tables kib.toml may have, one per command that reads
 // it.
-var configTables = []string{"serve", "worker"}
+var configTables = []string{"serve", "worker", "kojid", "upload"}
 
 // applyConfigFile sets every flag that was not given on the command line
 // from the TOML table [section] of path; keys are the flag names with "_"
