@@ -59,6 +59,9 @@ func writeConf(t *testing.T, data string) string {
 
 var settingRE = regexp.MustCompile(`^[a-z_]+ = `)
 
+// tableRE matches a commented-out table header such as [upload."aws.s3"].
+var tableRE = regexp.MustCompile(`^\[[a-z_."0-9]+\]$`)
+
 func TestExampleConfigParses(t *testing.T) {
 	example := filepath.Join("..", "..", "dist", "kib.toml.example")
 	// The commented-out settings must be valid too.
@@ -68,7 +71,7 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	var lines []string
 	for _, l := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(l, "# "); ok && settingRE.MatchString(rest) {
+		if rest, ok := strings.CutPrefix(l, "# "); ok && (settingRE.MatchString(rest) || tableRE.MatchString(rest)) {
 			l = rest
 		}
 		lines = append(lines, l)
@@ -76,6 +79,9 @@ func TestExampleConfigParses(t *testing.T) {
 	uncommented := filepath.Join(t.TempDir(), "kib.toml")
 	if err := os.WriteFile(uncommented, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := readUploadSettings(uncommented); err != nil {
+		t.Errorf("[upload] tables: %v", err)
 	}
 	for _, conf := range []string{example, uncommented} {
 		for _, c := range []struct {
