@@ -20,7 +20,7 @@ import (
 
 // ErrNoRepos is returned when a request names no repositories and the
 // distro definition names no mirror for a suite.
-var ErrNoRepos = errors.New("Koji build tag repositories are RPM repositories and cannot build a Debian image: " +
+var ErrNoRepos = errors.New("the Koji build tag's repositories are RPM repositories and cannot build a Debian image: " +
 	"give the task repos (koji image-builder-build --repo URL) or use a distro definition that names its mirrors")
 
 // EngineBuilder builds images with kib's engine on this host: one store

@@ -97,9 +97,7 @@ func Watch(ctx context.Context, c *koji.Client, ids []int64, opts Options) (map[
 	if opts.Out != nil && !opts.Quiet {
 		fmt.Fprintln(opts.Out, "Watching tasks (this may be safely interrupted)...")
 	}
-	for _, id := range ids {
-		w.order = append(w.order, id)
-	}
+	w.order = append(w.order, ids...)
 	for {
 		if err := w.poll(ctx, ids); err != nil {
 			return w.tasks, err

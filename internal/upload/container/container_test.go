@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,7 +45,7 @@ func ociArchive(t *testing.T) (string, string) {
 		t.Fatal(err)
 	}
 	tw := tar.NewWriter(f)
-	if err := tw.AddFS(os.DirFS(dir).(fs.FS)); err != nil {
+	if err := tw.AddFS(os.DirFS(dir)); err != nil {
 		t.Fatal(err)
 	}
 	if err := tw.Close(); err != nil {

@@ -158,14 +158,25 @@ func (u *Uploader) credentials(ctx context.Context) (*auth.Credentials, string, 
 		if err != nil {
 			return nil, "", fmt.Errorf("gcp: credentials: %w", err)
 		}
-		opts.CredentialsJSON = b
+		creds, err := credentialsFromJSON(b, opts)
+		if err != nil {
+			return nil, "", fmt.Errorf("gcp: credentials %s: %w", u.cfg.CredentialsFile, err)
+		}
+		return u.project(ctx, creds)
 	}
 	creds, err := credentials.DetectDefault(opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("gcp: credentials: %w", err)
 	}
+	return u.project(ctx, creds)
+}
+
+// project returns creds with the project images go to: the configured
+// one, else the credentials' own.
+func (u *Uploader) project(ctx context.Context, creds *auth.Credentials) (*auth.Credentials, string, error) {
 	project := u.cfg.ProjectID
 	if project == "" {
+		var err error
 		if project, err = creds.ProjectID(ctx); err != nil {
 			return nil, "", fmt.Errorf("gcp: project of the credentials: %w", err)
 		}
@@ -174,6 +185,24 @@ func (u *Uploader) credentials(ctx context.Context) (*auth.Credentials, string, 
 		return nil, "", errors.New("gcp: the credentials name no project; set the project id in kib.toml")
 	}
 	return creds, project, nil
+}
+
+// credentialsFromJSON reads a credentials file of a type kib accepts
+// (the "type" field): a service account key, a user's, or workload identity
+// federation. Other types are refused rather than trusted blindly.
+func credentialsFromJSON(b []byte, opts *credentials.DetectOptions) (*auth.Credentials, error) {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("not a JSON credentials file: %w", err)
+	}
+	switch t := credentials.CredType(head.Type); t {
+	case credentials.ServiceAccount, credentials.AuthorizedUser, credentials.ExternalAccount, credentials.ImpersonatedServiceAccount:
+		return credentials.NewCredentialsFromJSON(t, b, opts)
+	default:
+		return nil, fmt.Errorf("type %q: must be service_account, authorized_user, external_account or impersonated_service_account", head.Type)
+	}
 }
 
 // Upload uploads a (a GCE tarball) with the GCPUploadOptions in options.

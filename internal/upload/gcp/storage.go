@@ -64,7 +64,10 @@ func (u *Uploader) uploadObject(ctx context.Context, authOpt option.ClientOption
 			return fmt.Errorf("reading the object's attributes: %w", err)
 		}
 	}
-	w := obj.NewWriter(ctx)
+	// Cancelling the writer's context aborts the upload (no partial object).
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := obj.NewWriter(wctx)
 	w.ChunkSize = chunkSize
 	w.ContentType = "application/gzip"
 	w.Metadata = map[string]string{metaImageName: imageName}
@@ -76,7 +79,7 @@ func (u *Uploader) uploadObject(ctx context.Context, authOpt option.ClientOption
 		w.ProgressFunc = func(n int64) { progress(n, size) }
 	}
 	if _, err := io.Copy(w, f); err != nil {
-		_ = w.CloseWithError(err)
+		cancel()
 		return err
 	}
 	if err := w.Close(); err != nil {
