@@ -39,6 +39,8 @@ type build struct {
 	start, completion      time.Time
 	token                  string
 	hasArchives            bool
+	// image is a row in image_builds: made by host.initImageBuild.
+	image bool
 }
 
 type archive struct {

@@ -19,23 +19,20 @@ func (c *call) imageBuilderBuild() (any, error) {
 	if !c.hasPerm("image") {
 		return nil, notAllowed("image permission required")
 	}
-	if len(c.args) > 7 {
-		return nil, paramError("imageBuilderBuild() takes from 5 to 7 positional arguments but %d were given", len(c.args))
+	args, err := c.pyArgs("imageBuilderBuild", []string{"target", "arches", "types", "name", "version", "opts", "priority"}, 5)
+	if err != nil {
+		return nil, err
 	}
-	args := slices.Clone(c.args)
-	if len(args) < 5 {
-		return nil, pyError("TypeError", "imageBuilderBuild() missing %d required positional argument(s)", 5-len(args))
+	priority := args[6]
+	if args[5] == nil {
+		args[5] = map[string]any{}
 	}
-	opts := c.opt(5, "opts")
-	if opts == nil {
-		opts = map[string]any{}
-	}
-	args = append(args[:5], opts)
+	args = args[:6]
 	if msg := validateImageBuilderArgs(args); msg != "" {
 		return nil, paramError("%s", msg)
 	}
-	if p := c.opt(6, "priority"); p != nil {
-		n, err := toInt(p, "priority")
+	if priority != nil {
+		n, err := toInt(priority, "priority")
 		if err != nil {
 			return nil, err
 		}
@@ -46,6 +43,44 @@ func (c *call) imageBuilderBuild() (any, error) {
 	t := c.h.newTask(c.sess.user, "imageBuilderBuild", args, c.h.channels["image"], "noarch", 20, 0, "")
 	c.commit = true
 	return t.id, nil
+}
+
+// pyArgs binds the call's positional and keyword arguments to the
+// parameters names of a hub function whose first required ones have no
+// default, as Python does; a call Python would refuse is the
+// ParameterError Koji's call_with_argcheck makes of the TypeError.
+// Unset optional parameters are nil.
+func (c *call) pyArgs(fn string, names []string, required int) ([]any, error) {
+	if len(c.args) > len(names) {
+		return nil, paramError("%s() takes from %d to %d positional arguments but %d were given", fn, required, len(names), len(c.args))
+	}
+	out := make([]any, len(names))
+	copy(out, c.args)
+	for _, k := range sortedKeys(c.kw) {
+		i := slices.Index(names, k)
+		switch {
+		case i < 0:
+			return nil, paramError("%s() got an unexpected keyword argument '%s'", fn, k)
+		case i < len(c.args):
+			return nil, paramError("%s() got multiple values for argument '%s'", fn, k)
+		}
+		out[i] = c.kw[k]
+	}
+	var missing []string
+	for i := len(c.args); i < required; i++ {
+		if _, ok := c.kw[names[i]]; !ok {
+			missing = append(missing, "'"+names[i]+"'")
+		}
+	}
+	switch n := len(missing); {
+	case n == 1:
+		return nil, paramError("%s() missing 1 required positional argument: %s", fn, missing[0])
+	case n == 2:
+		return nil, paramError("%s() missing 2 required positional arguments: %s and %s", fn, missing[0], missing[1])
+	case n > 2:
+		return nil, paramError("%s() missing %d required positional arguments: %s, and %s", fn, n, strings.Join(missing[:n-1], ", "), missing[n-1])
+	}
+	return out, nil
 }
 
 // validateImageBuilderArgs checks args against IMAGE_BUILDER_BUILD_SCHEMA
@@ -228,4 +263,30 @@ func (h *Hub) ImageComponents(filename string) []map[string]any {
 		}
 	}
 	return nil
+}
+
+// getImageBuild is getImageBuild(buildInfo, strict=False): {build_id} when
+// the build is an image build (host.initImageBuild, or a content generator
+// import with typeinfo image), else None ("no such image build" if strict).
+// Pungi reads it for the image paths of a non-scratch image task.
+func (c *call) getImageBuild() (any, error) {
+	if err := c.arity(1, 2); err != nil {
+		return nil, err
+	}
+	strict, _ := c.opt(1, "strict").(bool)
+	b := c.h.findBuild(c.args[0])
+	if b == nil {
+		if strict {
+			return nil, errNoSuch("build", c.args[0])
+		}
+		return nil, nil
+	}
+	ti, _ := b.extra["typeinfo"].(map[string]any)
+	if _, ok := ti["image"]; !b.image && !ok {
+		if strict {
+			return nil, generic("no such image build: %v", c.args[0])
+		}
+		return nil, nil
+	}
+	return map[string]any{"build_id": b.id}, nil
 }

@@ -483,7 +483,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			b.taskID = t.id
+			b.taskID, b.image = t.id, true
 			c.commit = true
 			return map[string]any{"id": b.id, "name": name, "version": version, "release": release, "epoch": b.epoch,
 				"task_id": t.id, "owner": t.owner.ID, "state": b.state, "completion_time": nil}, nil
