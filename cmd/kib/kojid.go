@@ -274,14 +274,18 @@ func (o *kojidOptions) daemon(ctx context.Context, log *slog.Logger, stderr io.W
 		closeFn()
 		return nil, nil, err
 	}
+	var imageBuilder kojid.Builder = &kojid.EngineBuilder{
+		Store: st, CacheDir: o.cacheDir, Definitions: o.definitions, DefaultDistro: o.distro}
+	if b := testKojidBuilder(); b != nil {
+		imageBuilder = b
+	}
 	d := &kojid.Daemon{
 		Hub: c,
 		Handlers: map[string]kojid.Handler{
-			"imageBuilderBuild": kojid.ImageBuilderBuild{TopDir: o.topDir},
-			"imageBuilderBuildArch": kojid.ImageBuilderBuildArch{Builder: &kojid.EngineBuilder{
-				Store: st, CacheDir: o.cacheDir, Definitions: o.definitions, DefaultDistro: o.distro}},
-			"osbuildImage": osbuild,
-			"tagBuild":     kojid.TagBuild{},
+			"imageBuilderBuild":     kojid.ImageBuilderBuild{TopDir: o.topDir},
+			"imageBuilderBuildArch": kojid.ImageBuilderBuildArch{Builder: imageBuilder},
+			"osbuildImage":          osbuild,
+			"tagBuild":              kojid.TagBuild{},
 		},
 		Log:      log,
 		WorkDir:  o.workDir,
