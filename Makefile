@@ -31,15 +31,21 @@ image: kib
 kib:
 	$(GO) build -o kib ./cmd/kib
 
+# TEST_SERVERS starts, once, the servers the tests talk to on loopback
+# (PostgreSQL, Azurite, fake-gcs-server) and exports where they listen; a
+# sub-make inherits the exports and starts nothing again.
+TEST_SERVERS = export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; \
+	export KIB_TEST_AZURITE=$${KIB_TEST_AZURITE:-$$(.ci/azurite.sh)}; \
+	export KIB_TEST_FAKE_GCS=$${KIB_TEST_FAKE_GCS:-$$(.ci/fake-gcs.sh)};
+
 test: deps
 	$(GO) vet ./...
 	$(MAKE) staticcheck
-	$(MAKE) race
 	.ci/minio.sh  # MinIO, the real S3 server of the upload tests (go install, once)
 	scripts/koji-krb5-test.sh
 	scripts/koji-httpd-test.sh
-	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; \
-	export KIB_TEST_AZURITE=$${KIB_TEST_AZURITE:-$$(.ci/azurite.sh)} KIB_TEST_FAKE_GCS=$${KIB_TEST_FAKE_GCS:-$$(.ci/fake-gcs.sh)}; \
+	$(TEST_SERVERS) \
+	$(MAKE) race && \
 	$(GO) run scripts/gotest.go -timeout 40m ./...
 
 # chaos runs the long form of the chaos suite (cmd/kib/chaos_test.go; make
@@ -62,7 +68,7 @@ staticcheck:
 # detector; the queue's PostgreSQL comes from KIB_TEST_POSTGRES as in test.
 RACE_PKGS ?= ./internal/redact ./internal/resolve ./internal/koji/... ./internal/composer ./internal/kojiimport ./internal/blueprint ./internal/adler
 race:
-	export KIB_TEST_POSTGRES=$${KIB_TEST_POSTGRES:-$$(.ci/postgres.sh)}; $(GO) test -race $(RACE_PKGS)
+	$(TEST_SERVERS) $(GO) test -race $(RACE_PKGS)
 
 # deps installs the missing host packages (as root), or says which are missing.
 deps:
