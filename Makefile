@@ -56,6 +56,13 @@ chaos: deps
 	KIB_CHAOS_COMPOSES=200 KIB_CHAOS_KILLS=20 KIB_CHAOS_OUTAGES=50 KIB_CHAOS_CUTS=20 \
 	KIB_CHAOS_MAX_OUTAGE_SECONDS=30 KIB_CHAOS_DEADLINE_SECONDS=3600 \
 	$(GO) test -count=1 -v -timeout 4h -run '^TestChaos$$' ./cmd/kib
+# test-minimal-host builds one qcow2 manifest on this host and again with a
+# static kib alone in an otherwise empty root (the pinned build root brings
+# every tool), and checks both give the same sha256. Long: two cold builds.
+.PHONY: test-minimal-host
+test-minimal-host: deps
+	KIB_TEST_MINIMAL_HOST=1 $(GO) test -count=1 -v -timeout 90m -run '^TestBuildOnMinimalHost$$' ./internal/engine
+
 # staticcheck runs honnef.co/go/tools' staticcheck, installed through the Go
 # module proxy at a pinned version when missing.
 STATICCHECK_VERSION ?= v0.8.2
