@@ -87,9 +87,11 @@ func TestBuildOnMinimalHost(t *testing.T) {
 	// The test harness enters the root with the host's unshare, making it a
 	// mount point as a container's root is; inside it, kib is alone.
 	script := `mount --bind "$1" "$1" && mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && mount --rbind /sys "$1/sys" && ` +
-		`exec chroot "$1" /kib build --manifest /manifest.json --store /store --output-dir /out`
+		`PATH=/ exec /usr/sbin/chroot "$1" /kib build --manifest /manifest.json --store /store --output-dir /out`
 	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", min)
-	cmd.Env = []string{"HOME=/", "PATH=/"}
+	// The harness's own tools (sh, mount, chroot) come from the host; kib
+	// inside the root gets PATH=/, where nothing but kib is.
+	cmd.Env = []string{"HOME=/", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
