@@ -87,44 +87,43 @@ func ForImage(m *manifest.Manifest, imageName string) (*Document, error) {
 	doc.Packages = append(doc.Packages, Package{SPDXID: imageID, Name: imageName, VersionInfo: digest[:12],
 		DownloadLocation: "NOASSERTION", PrimaryPurpose: "OPERATING-SYSTEM"})
 	doc.Relationships = append(doc.Relationships, Relationship{"SPDXRef-DOCUMENT", "DESCRIBES", imageID})
-	debs := append([]manifest.Deb(nil), m.Sources.Debs...)
-	sort.Slice(debs, func(i, j int) bool { return debs[i].Name < debs[j].Name })
 	distro := m.Distro
 	if d, v, ok := strings.Cut(m.Distro, "-"); ok {
 		distro = d + "-" + v
 	}
-	for i, d := range debs {
+	for i, d := range sortedDebs(m.Sources.Debs) {
 		id := fmt.Sprintf("SPDXRef-Package-%d-%s", i, spdxIDSafe(d.Name))
-		doc.Packages = append(doc.Packages, Package{
-			SPDXID:           id,
-			Name:             d.Name,
-			VersionInfo:      d.Version,
-			DownloadLocation: d.URL,
-			Checksums:        []Checksum{{Algorithm: "SHA256", Value: d.SHA256}},
-			ExternalRefs: []ExternalRef{{Category: "PACKAGE-MANAGER", Type: "purl",
-				Locator: fmt.Sprintf("pkg:deb/debian/%s@%s?arch=%s&distro=%s", d.Name, url.PathEscape(d.Version), d.Arch, distro)}},
-			PrimaryPurpose: "LIBRARY",
-		})
+		doc.Packages = append(doc.Packages, debPackage(id, d, distro, "LIBRARY"))
 		doc.Relationships = append(doc.Relationships, Relationship{imageID, "CONTAINS", id})
 	}
 	// The build root's packages: the tools that made the image, not in it.
-	tools := append([]manifest.Deb(nil), m.Sources.BuildDebs...)
-	sort.Slice(tools, func(i, j int) bool { return tools[i].Name < tools[j].Name })
-	for i, d := range tools {
+	for i, d := range sortedDebs(m.Sources.BuildDebs) {
 		id := fmt.Sprintf("SPDXRef-BuildTool-%d-%s", i, spdxIDSafe(d.Name))
-		doc.Packages = append(doc.Packages, Package{
-			SPDXID:           id,
-			Name:             d.Name,
-			VersionInfo:      d.Version,
-			DownloadLocation: d.URL,
-			Checksums:        []Checksum{{Algorithm: "SHA256", Value: d.SHA256}},
-			ExternalRefs: []ExternalRef{{Category: "PACKAGE-MANAGER", Type: "purl",
-				Locator: fmt.Sprintf("pkg:deb/debian/%s@%s?arch=%s&distro=%s", d.Name, url.PathEscape(d.Version), d.Arch, distro)}},
-			PrimaryPurpose: "APPLICATION",
-		})
+		doc.Packages = append(doc.Packages, debPackage(id, d, distro, "APPLICATION"))
 		doc.Relationships = append(doc.Relationships, Relationship{id, "BUILD_TOOL_OF", imageID})
 	}
 	return doc, nil
+}
+
+// sortedDebs returns a copy of debs sorted by name.
+func sortedDebs(debs []manifest.Deb) []manifest.Deb {
+	out := append([]manifest.Deb(nil), debs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// debPackage is the SPDX package of one pinned deb, with its purl.
+func debPackage(id string, d manifest.Deb, distro, purpose string) Package {
+	return Package{
+		SPDXID:           id,
+		Name:             d.Name,
+		VersionInfo:      d.Version,
+		DownloadLocation: d.URL,
+		Checksums:        []Checksum{{Algorithm: "SHA256", Value: d.SHA256}},
+		ExternalRefs: []ExternalRef{{Category: "PACKAGE-MANAGER", Type: "purl",
+			Locator: fmt.Sprintf("pkg:deb/debian/%s@%s?arch=%s&distro=%s", d.Name, url.PathEscape(d.Version), d.Arch, distro)}},
+		PrimaryPurpose: purpose,
+	}
 }
 
 func spdxIDSafe(s string) string {
