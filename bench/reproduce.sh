@@ -4,12 +4,11 @@
 # manifest in the same run. Both start with the pinned packages in the store
 # and no pipeline outputs; reproduce also finds the build, downloads and
 # checks the manifest, and compares the checksum.
-# Usage: bench/reproduce.sh [ROUNDS]   (root; $BENCH_DIR, default /tmp/kib-bench-reproduce:
-# under /tmp until images no longer record the store's path, issue 8 item 1)
+# Usage: bench/reproduce.sh [ROUNDS]   (root; $BENCH_DIR, default /var/tmp/kib-bench-reproduce)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-1}
-export KIB_BENCH_DIR=${BENCH_DIR:-/tmp/kib-bench-reproduce}
+export KIB_BENCH_DIR=${BENCH_DIR:-/var/tmp/kib-bench-reproduce}
 mkdir -p "$KIB_BENCH_DIR"
 out=$(go test ./cmd/kib -run '^$' -bench BenchmarkReproduceQCOW2 -benchtime "${ROUNDS}x" -timeout 90m -v)
 echo "$out" | grep -E '^Benchmark|verdict|differs|first difference'
