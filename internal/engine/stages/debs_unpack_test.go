@@ -128,3 +128,98 @@ func FuzzUnpackDeb(f *testing.F) {
 		}
 	})
 }
+
+// TestDebsUnpackDecoders unpacks the same xz-compressed packages with the
+// host's xz and with Go's decoder: the trees are the same, entry by entry.
+// The second package replaces a file and a link of the first, as a later
+// package does in dpkg's order.
+func TestDebsUnpackDecoders(t *testing.T) {
+	if hostXZ() == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI: the host has no xz (apt-get install xz-utils)")
+		}
+		t.Skip("the host has no xz: only Go's decoder to test")
+	}
+	dir := t.TempDir()
+	mk := func(name string, files map[string]string, links map[string]string) string {
+		root := t.TempDir()
+		os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755)
+		os.WriteFile(filepath.Join(root, "DEBIAN/control"), []byte("Package: "+name+"\nVersion: 1\nArchitecture: amd64\nMaintainer: kib <kib@example.org>\nDescription: x\n"), 0o644)
+		for p, c := range files {
+			os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755)
+			os.WriteFile(filepath.Join(root, p), []byte(c), 0o644)
+		}
+		for p, target := range links {
+			os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755)
+			os.Symlink(target, filepath.Join(root, p))
+		}
+		deb := filepath.Join(dir, name+".deb")
+		if out, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, deb).CombinedOutput(); err != nil {
+			t.Fatalf("dpkg-deb: %v\n%s", err, out)
+		}
+		return deb
+	}
+	first := mk("kib-first", map[string]string{"usr/share/a/one": "1\n", "etc/conf": "first\n"}, map[string]string{"usr/bin/l": "one"})
+	second := mk("kib-second", map[string]string{"usr/share/a/two": "2\n", "etc/conf": "second\n"}, map[string]string{"usr/bin/l": "two"})
+	srcs := map[string]string{}
+	var debs []string
+	for _, p := range []string{first, second} {
+		data, _ := os.ReadFile(p)
+		sum := sha256.Sum256(data)
+		d := hex.EncodeToString(sum[:])
+		srcs[d], debs = p, append(debs, d)
+	}
+	unpack := func() string {
+		env := &Env{Tree: t.TempDir(), Arch: "amd64", Sources: srcs}
+		if err := (&DebsUnpack{Debs: debs}).Run(context.Background(), env); err != nil {
+			t.Fatal(err)
+		}
+		return env.Tree
+	}
+	withXZ := unpack()
+	saved := hostXZ
+	hostXZ = func() string { return "" }
+	withGo := unpack()
+	hostXZ = saved
+	if a, b := treeListing(t, withXZ), treeListing(t, withGo); a != b {
+		t.Errorf("host xz and Go's decoder differ:\n%s\n---\n%s", a, b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(withGo, "etc/conf")); string(b) != "second\n" {
+		t.Errorf("/etc/conf = %q, want the second package's", b)
+	}
+	if l, _ := os.Readlink(filepath.Join(withGo, "usr/bin/l")); l != "two" {
+		t.Errorf("/usr/bin/l -> %q, want two", l)
+	}
+}
+
+// treeListing lists every entry under root with its mode, link target and
+// content.
+func treeListing(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		b.WriteString(rel + " " + fi.Mode().String())
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			b.WriteString(" -> " + l)
+		case fi.Mode().IsRegular():
+			c, _ := os.ReadFile(p)
+			b.WriteString(" " + string(c))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
