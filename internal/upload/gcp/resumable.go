@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -183,20 +184,28 @@ func answer(resp *http.Response) (*objectResource, int64, error) {
 		}
 		return &o, 0, nil
 	case http.StatusPermanentRedirect: // "308 Resume Incomplete"
-		rng := resp.Header.Get("Range")
-		if rng == "" {
-			return nil, 0, nil // nothing persisted yet
-		}
-		last, ok := strings.CutPrefix(rng, "bytes=0-")
-		n, err := strconv.ParseInt(last, 10, 64)
-		if !ok || err != nil || n < 0 {
-			return nil, 0, fmt.Errorf("the upload session answered Range %q; want bytes=0-N", rng)
-		}
-		return nil, n + 1, nil
+		next, err := parseRange(resp.Header.Get("Range"))
+		return nil, next, err
 	case http.StatusNotFound, http.StatusGone:
 		return nil, 0, fmt.Errorf("the upload session is gone (it expired or was cancelled): %w", statusError(resp))
 	}
 	return nil, 0, statusError(resp)
+}
+
+// parseRange reads the Range header of a 308 answer: absent when nothing
+// is persisted, else "bytes=0-N". It returns the offset of the next byte
+// to send, N+1.
+func parseRange(h string) (int64, error) {
+	if h == "" {
+		return 0, nil
+	}
+	last, ok := strings.CutPrefix(h, "bytes=0-")
+	if ok && last != "" && strings.Trim(last, "0123456789") == "" {
+		if n, err := strconv.ParseInt(last, 10, 64); err == nil && n < math.MaxInt64 {
+			return n + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("the upload session answered Range %q; want bytes=0-N", h)
 }
 
 // countingReader reports the bytes read past off to progress.
