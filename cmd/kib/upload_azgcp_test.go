@@ -1,52 +1,26 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 
 	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/upload/azure/armtest"
+	"github.com/kib-project/kib/internal/upload/emulatortest"
 	"github.com/kib-project/kib/internal/upload/gcp/computetest"
 )
-
-// emulatorEndpoint returns the endpoint in env (or def) of an emulator that
-// .ci/<script> starts; without one the test is skipped, or fails under
-// CI=true.
-func emulatorEndpoint(t *testing.T, env, def, script string) string {
-	t.Helper()
-	ep := os.Getenv(env)
-	if ep == "" {
-		ep = def
-	}
-	host, _, _ := strings.Cut(strings.TrimPrefix(ep, "http://"), "/")
-	c, err := net.DialTimeout("tcp", host, time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: nothing listens at %s (start it with .ci/%s): %v", env, ep, script, err)
-		}
-		t.Skipf("%s: nothing listens at %s (start it with .ci/%s)", env, ep, script)
-	}
-	c.Close()
-	return ep
-}
 
 // writeImageExport writes an image as `kib build` exports it: the file and its
 // build-info.json in dir.
@@ -71,52 +45,12 @@ func writeImageExport(t *testing.T, dir, filename, imageType string, data []byte
 	return filepath.Join(dir, filename)
 }
 
-// fixedVHD is a fixed VHD of 2 MiB with data in its first MiB.
-func fixedVHD() []byte {
-	const size = 2 << 20
-	b := make([]byte, size+512)
-	for i := 4096; i < 64<<10; i++ {
-		b[i] = byte(rand.IntN(256))
-	}
-	f := b[size:]
-	copy(f[0:8], "conectix")
-	binary.BigEndian.PutUint32(f[8:], 2)
-	binary.BigEndian.PutUint32(f[12:], 0x00010000)
-	binary.BigEndian.PutUint64(f[16:], ^uint64(0))
-	copy(f[28:32], "kib ")
-	binary.BigEndian.PutUint64(f[40:], size)
-	binary.BigEndian.PutUint64(f[48:], size)
-	binary.BigEndian.PutUint32(f[60:], 2)
-	var sum uint32
-	for _, c := range f {
-		sum += uint32(c)
-	}
-	binary.BigEndian.PutUint32(f[64:], ^sum)
-	return b
-}
-
-// gceTarball is disk.raw in a gzip'd tar.
-func gceTarball() []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	disk := make([]byte, 1<<20)
-	for i := range 4096 {
-		disk[i] = byte(rand.IntN(256))
-	}
-	_ = tw.WriteHeader(&tar.Header{Name: "disk.raw", Mode: 0o644, Size: int64(len(disk)), Format: tar.FormatGNU})
-	_, _ = tw.Write(disk)
-	_ = tw.Close()
-	_ = zw.Close()
-	return buf.Bytes()
-}
-
 // TestUploadAzureGCP runs `kib upload` for a vhd and a gce image with
 // [upload.azure] and [upload.gcp] in kib.toml, against Azurite,
 // fake-gcs-server and the ARM and Compute Engine test servers.
 func TestUploadAzureGCP(t *testing.T) {
-	blobEP := emulatorEndpoint(t, "KIB_TEST_AZURITE", "http://127.0.0.1:10000/devstoreaccount1", "azurite.sh")
-	gcsEP := emulatorEndpoint(t, "KIB_TEST_FAKE_GCS", "http://127.0.0.1:4443/storage/v1/", "fake-gcs.sh")
+	blobEP := emulatortest.Azurite(t)
+	gcsEP := emulatortest.FakeGCS(t)
 	dir := t.TempDir()
 	suffix := fmt.Sprintf("%08x", rand.Uint32())
 
@@ -124,7 +58,7 @@ func TestUploadAzureGCP(t *testing.T) {
 	t.Cleanup(arm.Close)
 	arm.Groups["kib-rg"] = "westeurope"
 	arm.BlobEndpoint = blobEP + "/"
-	arm.AccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+	arm.AccountKey = emulatortest.AzuriteKey
 	ca := writeFile(t, dir, "arm-ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: arm.Certificate().Raw})))
 
 	gce := computetest.New("kib-images")
@@ -160,8 +94,8 @@ compute_endpoint = %q
 `, arm.ClientID, secret, suffix, arm.URL, arm.URL, ca, key, bucket, gcsEP, gce.URL))
 	}
 	good := config(arm.ClientSecret)
-	vhd := writeImageExport(t, filepath.Join(dir, "vhd"), "disk.vhd", "vhd", fixedVHD())
-	gceImg := writeImageExport(t, filepath.Join(dir, "gce"), "image.tar.gz", "gce", gceTarball())
+	vhd := writeImageExport(t, filepath.Join(dir, "vhd"), "disk.vhd", "vhd", emulatortest.FixedVHD())
+	gceImg := writeImageExport(t, filepath.Join(dir, "gce"), "image.tar.gz", "gce", emulatortest.GCETarball())
 	azOpts := writeFile(t, dir, "azure.json", fmt.Sprintf(`{"tenant_id":%q,"subscription_id":%q,"resource_group":"kib-rg","image_name":"debian-12-cli"}`, arm.Tenant, arm.Subscription))
 	gcpOpts := writeFile(t, dir, "gcp.json", `{"region":"europe-west1","image_name":"debian-12-cli"}`)
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/google/uuid"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -236,6 +237,10 @@ func checkUploadOptions(field, typ, bootMode string, raw json.RawMessage) (json.
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, apiErr(ErrValidationError, fmt.Sprintf("%s.%s: must be %s for upload type %q, not %s", field, te.Field, jsonType(te.Type), typ, te.Value))
+		}
 		return nil, bad("invalid options for upload type %q: %v", typ, err)
 	}
 	var present map[string]json.RawMessage
@@ -246,6 +251,23 @@ func checkUploadOptions(field, typ, bootMode string, raw json.RawMessage) (json.
 		}
 	}
 	return marshalOptions(v)
+}
+
+// jsonType names the JSON type that decodes into t.
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	}
+	return "a number"
 }
 
 func marshalOptions(v any) (json.RawMessage, error) {

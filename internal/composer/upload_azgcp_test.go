@@ -1,9 +1,6 @@
 package composer_test
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -11,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,73 +25,10 @@ import (
 	"github.com/kib-project/kib/internal/upload"
 	"github.com/kib-project/kib/internal/upload/azure"
 	"github.com/kib-project/kib/internal/upload/azure/armtest"
+	"github.com/kib-project/kib/internal/upload/emulatortest"
 	"github.com/kib-project/kib/internal/upload/gcp"
 	"github.com/kib-project/kib/internal/upload/gcp/computetest"
 )
-
-// azuriteKey is the well-known key of Azurite's devstoreaccount1.
-const azuriteKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-// emulator returns the endpoint in env (or def) of an emulator that
-// .ci/<script> starts; without one the test is skipped, or fails under
-// CI=true.
-func emulator(t *testing.T, env, def, script string) string {
-	t.Helper()
-	ep := os.Getenv(env)
-	if ep == "" {
-		ep = def
-	}
-	host, _, _ := strings.Cut(strings.TrimPrefix(ep, "http://"), "/")
-	c, err := net.DialTimeout("tcp", host, time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: nothing listens at %s (start it with .ci/%s): %v", env, ep, script, err)
-		}
-		t.Skipf("%s: nothing listens at %s (start it with .ci/%s)", env, ep, script)
-	}
-	c.Close()
-	return ep
-}
-
-// testVHD is a fixed VHD of 2 MiB with data in its first MiB.
-func testVHD() []byte {
-	const size = 2 << 20
-	b := make([]byte, size+512)
-	for i := 4096; i < 64<<10; i++ {
-		b[i] = byte(rand.IntN(256))
-	}
-	f := b[size:]
-	copy(f[0:8], "conectix")
-	binary.BigEndian.PutUint32(f[8:], 2)
-	binary.BigEndian.PutUint32(f[12:], 0x00010000)
-	binary.BigEndian.PutUint64(f[16:], ^uint64(0))
-	copy(f[28:32], "kib ")
-	binary.BigEndian.PutUint64(f[40:], size)
-	binary.BigEndian.PutUint64(f[48:], size)
-	binary.BigEndian.PutUint32(f[60:], 2)
-	var sum uint32
-	for _, c := range f {
-		sum += uint32(c)
-	}
-	binary.BigEndian.PutUint32(f[64:], ^sum)
-	return b
-}
-
-// testGCE is a GCE tarball: disk.raw in a gzip'd tar.
-func testGCE() []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	disk := make([]byte, 1<<20)
-	for i := range 4096 {
-		disk[i] = byte(rand.IntN(256))
-	}
-	_ = tw.WriteHeader(&tar.Header{Name: "disk.raw", Mode: 0o644, Size: int64(len(disk)), Format: tar.FormatGNU})
-	_, _ = tw.Write(disk)
-	_ = tw.Close()
-	_ = zw.Close()
-	return buf.Bytes()
-}
 
 // azgcpComposeRequest is a Koji compose of a vhd (default target azure)
 // and a gce image (default target gcp), with the Cloud API's image type
@@ -115,8 +48,8 @@ const azgcpComposeRequest = `{"distribution":"debian-12",
 // image creation fails its image with ARM's message, the GCS staging
 // object is still removed, and the build is refunded.
 func TestAzureGCPUploadsThroughKojiCompose(t *testing.T) {
-	blobEP := emulator(t, "KIB_TEST_AZURITE", "http://127.0.0.1:10000/devstoreaccount1", "azurite.sh")
-	gcsEP := emulator(t, "KIB_TEST_FAKE_GCS", "http://127.0.0.1:4443/storage/v1/", "fake-gcs.sh")
+	blobEP := emulatortest.Azurite(t)
+	gcsEP := emulatortest.FakeGCS(t)
 	gcs, err := storage.NewClient(context.Background(), option.WithEndpoint(gcsEP), option.WithoutAuthentication())
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +64,7 @@ func TestAzureGCPUploadsThroughKojiCompose(t *testing.T) {
 				arm := armtest.New()
 				t.Cleanup(arm.Close)
 				arm.Groups["kib-rg"] = "westeurope"
-				arm.BlobEndpoint, arm.AccountKey = blobEP+"/", azuriteKey
+				arm.BlobEndpoint, arm.AccountKey = blobEP+"/", emulatortest.AzuriteKey
 				if fail {
 					arm.ImageFault = &armtest.Fault{Code: "InvalidParameter", Message: "The specified source blob is not a valid VHD."}
 				}
@@ -162,9 +95,9 @@ func TestAzureGCPUploadsThroughKojiCompose(t *testing.T) {
 				b.builder.SetImageData(func(imageType string) []byte {
 					switch imageType {
 					case "vhd":
-						return testVHD()
+						return emulatortest.FixedVHD()
 					case "gce":
-						return testGCE()
+						return emulatortest.GCETarball()
 					}
 					return nil
 				})

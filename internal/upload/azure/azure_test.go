@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,32 +23,8 @@ import (
 
 	"github.com/kib-project/kib/internal/upload"
 	"github.com/kib-project/kib/internal/upload/azure/armtest"
+	"github.com/kib-project/kib/internal/upload/emulatortest"
 )
-
-// azuriteKey is the well-known key of Azurite's devstoreaccount1.
-const azuriteKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-// azurite returns the blob endpoint of a running Azurite (.ci/azurite.sh
-// starts one): $KIB_TEST_AZURITE or the default port. Without one the test
-// is skipped, or fails under CI=true.
-func azurite(t testing.TB) string {
-	t.Helper()
-	ep := os.Getenv("KIB_TEST_AZURITE")
-	if ep == "" {
-		ep = "http://127.0.0.1:10000/devstoreaccount1"
-	}
-	host := strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://")
-	host, _, _ = strings.Cut(host, "/")
-	c, err := net.DialTimeout("tcp", host, time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Azurite is not running at %s (start it with .ci/azurite.sh): %v", ep, err)
-		}
-		t.Skipf("Azurite is not running at %s (start it with .ci/azurite.sh)", ep)
-	}
-	c.Close()
-	return ep
-}
 
 // countingTransport counts the Put Page requests the service accepted.
 type countingTransport struct {
@@ -74,12 +49,12 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	ep := azurite(t)
+	ep := emulatortest.Azurite(t)
 	s := armtest.New()
 	t.Cleanup(s.Close)
 	s.Groups["kib-rg"] = "westeurope"
 	s.BlobEndpoint = ep + "/"
-	s.AccountKey = azuriteKey
+	s.AccountKey = emulatortest.AzuriteKey
 	ct := &countingTransport{base: s.Client().Transport}
 	return &env{arm: s, blob: ep, ct: ct, cfg: Config{
 		ClientID: s.ClientID, ClientSecret: s.ClientSecret,
@@ -172,7 +147,7 @@ func fileSHA256(t testing.TB, path string) (string, int64) {
 // blobSHA256 downloads a blob from Azurite and hashes it.
 func blobSHA256(t *testing.T, e *env, blobName string) string {
 	t.Helper()
-	cred, err := service.NewSharedKeyCredential("devstoreaccount1", azuriteKey)
+	cred, err := service.NewSharedKeyCredential("devstoreaccount1", emulatortest.AzuriteKey)
 	if err != nil {
 		t.Fatal(err)
 	}

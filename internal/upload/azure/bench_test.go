@@ -10,6 +10,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/pageblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	"github.com/kib-project/kib/internal/upload/emulatortest"
 )
 
 // BenchmarkUploadPageBlob uploads a sparse VHD (KIB_BENCH_VHD_GIB GiB,
@@ -19,7 +21,7 @@ import (
 // metadata every 128 MiB. bench/upload-azure.sh runs it and reports the
 // ratio.
 func BenchmarkUploadPageBlob(b *testing.B) {
-	ep := azurite(b)
+	ep := emulatortest.Azurite(b)
 	gib := int64(4)
 	if v, err := strconv.ParseInt(os.Getenv("KIB_BENCH_VHD_GIB"), 10, 64); err == nil && v > 0 {
 		gib = v
@@ -55,7 +57,7 @@ func BenchmarkUploadPageBlob(b *testing.B) {
 	f.Close()
 	size := virt + PageSize
 
-	cred, err := service.NewSharedKeyCredential("devstoreaccount1", azuriteKey)
+	cred, err := service.NewSharedKeyCredential("devstoreaccount1", emulatortest.AzuriteKey)
 	if err != nil {
 		b.Fatal(err)
 	}

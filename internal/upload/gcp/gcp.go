@@ -49,7 +49,8 @@ type Config struct {
 
 // Uploader uploads GCE images to Google Cloud. It is safe for concurrent use.
 type Uploader struct {
-	cfg Config
+	cfg   Config
+	chunk int64 // the resumable upload's chunk; 0 means chunkSize
 }
 
 var _ upload.Uploader = (*Uploader)(nil)
@@ -239,7 +240,7 @@ func (u *Uploader) Upload(ctx context.Context, a upload.Artifact, options json.R
 	authOpt := option.WithAuthCredentials(creds)
 
 	log.Info("gcp: uploading the image", "bucket", bucket, "object", object)
-	if err := u.uploadObject(ctx, authOpt, a, bucket, object, imageName, progress); err != nil {
+	if err := u.uploadObject(ctx, creds, a, bucket, object, imageName, progress); err != nil {
 		return upload.Result{}, fmt.Errorf("gcp: uploading %s to gs://%s/%s: %w", a.Path, bucket, object, cloudError(err))
 	}
 

@@ -11,42 +11,19 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/option"
 
 	"github.com/kib-project/kib/internal/upload"
+	"github.com/kib-project/kib/internal/upload/emulatortest"
 	"github.com/kib-project/kib/internal/upload/gcp/computetest"
 )
-
-// fakeGCS returns the JSON API endpoint of a running fake-gcs-server
-// (.ci/fake-gcs.sh starts one): $KIB_TEST_FAKE_GCS or the default port.
-// Without one the test is skipped, or fails under CI=true.
-func fakeGCS(t testing.TB) string {
-	t.Helper()
-	ep := os.Getenv("KIB_TEST_FAKE_GCS")
-	if ep == "" {
-		ep = "http://127.0.0.1:4443/storage/v1/"
-	}
-	host := strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://")
-	host, _, _ = strings.Cut(host, "/")
-	c, err := net.DialTimeout("tcp", host, time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fake-gcs-server is not running at %s (start it with .ci/fake-gcs.sh): %v", ep, err)
-		}
-		t.Skipf("fake-gcs-server is not running at %s (start it with .ci/fake-gcs.sh)", ep)
-	}
-	c.Close()
-	return ep
-}
 
 type env struct {
 	gce    *computetest.Server
@@ -57,7 +34,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	ep := fakeGCS(t)
+	ep := emulatortest.FakeGCS(t)
 	s := computetest.New("kib-images")
 	t.Cleanup(s.Close)
 	s.StorageURL = ep
@@ -232,7 +209,7 @@ func TestUploadResumesObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := u.uploadObject(context.Background(), option.WithAuthCredentials(creds), a, e.bucket, "again.tar.gz", "again", nil); err != nil {
+	if err := u.uploadObject(context.Background(), creds, a, e.bucket, "again.tar.gz", "again", nil); err != nil {
 		t.Fatal(err)
 	}
 	r, err := e.gcs.Bucket(e.bucket).Object("again.tar.gz").NewReader(context.Background())
