@@ -13,7 +13,7 @@ import (
 
 // configTables are the tables kib.toml may have, one per command that reads
 // it.
-var configTables = []string{"serve", "worker", "kojid", "upload"}
+var configTables = []string{"serve", "worker", "kojid", "upload", "artifacts"}
 
 // applyConfigFile sets every flag that was not given on the command line
 // from the TOML table [section] of path; keys are the flag names with "_"

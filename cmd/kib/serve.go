@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/kib-project/kib/internal/artifacts"
 	"github.com/kib-project/kib/internal/composer"
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/jobs"
@@ -55,6 +56,7 @@ type serveOptions struct {
 	fileRepos        []string
 	workerDomains    []string
 	workerAud        string
+	artifacts        string
 }
 
 func defaultStateDir() string {
@@ -115,6 +117,7 @@ only listens on loopback, for development.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringSliceVar(&o.workerDomains, "worker-allowed-domain", nil, "with --client-ca and --remote-workers: worker certificate names allowed into the worker API (repeatable; separate from --allowed-domain)")
 	f.StringVar(&o.workerAud, "worker-audience", "", "with --jwks-url and --remote-workers: the JWT audience (aud) worker tokens carry; tenants' tokens lack it")
+	f.StringVar(&o.artifacts, "artifacts", "", "keep artifacts in S3-compatible object storage, s3://BUCKET[/PREFIX], shared by several kib serve and kib worker machines (endpoint and credentials: the [artifacts] table of --config); default: --state-dir/artifacts")
 	f.StringSliceVar(&o.fileRepos, "file-repositories", nil, "directories that compose requests may name as file: repositories (repeatable; default: none, file: repositories are refused)")
 	return cmd
 }
@@ -135,6 +138,11 @@ func (o *serveOptions) validate() error {
 		return errors.New("--worker-allowed-domain: required with --remote-workers and --client-ca (workers get their own identity, tenants are refused on the worker API)")
 	case o.remoteWorkers && o.jwksURL != "" && o.workerAud == "":
 		return errors.New("--worker-audience: required with --remote-workers and --jwks-url (workers get their own identity, tenants are refused on the worker API)")
+	}
+	if o.artifacts != "" {
+		if _, err := parseArtifactsFlag(o.artifacts); err != nil {
+			return err
+		}
 	}
 	if o.koji.Server != "" {
 		if err := o.koji.validate(); err != nil {
@@ -212,12 +220,18 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	var artStore *artifacts.Store
+	if o.artifacts != "" {
+		if artStore, err = openArtifactStore(ctx, o.artifacts, o.config, o.stateDir); err != nil {
+			return err
+		}
+	}
 	obs := &lateObserver{}
 	q, err := jobs.Open(ctx, jobs.Config{
-		Uploaders: uploaders,
-		Database:  o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
+		Uploaders: uploaders, Artifacts: artStore,
+		Database: o.database, StateDir: o.stateDir, Workers: o.workers, Builder: builder, Lease: o.rescueAfter,
 		HeartbeatTimeout: o.heartbeatTimeout, Heartbeat: o.heartbeatTimeout / 4,
-		Koji: o.kojiImporter(), Log: log.With("component", "jobs"), Observer: obs,
+		Koji: o.kojiImporter(artStore), Log: log.With("component", "jobs"), Observer: obs,
 	})
 	if err != nil {
 		return err
@@ -233,14 +247,14 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		auth = &composer.JWTAuth{KeysURL: o.jwksURL, TenantClaims: o.tenantClaims}
 	}
 	api, err := composer.New(composer.Config{Queue: q, Distros: cat, Auth: auth, Log: log.With("component", "composer"), UploadTargets: uploaders.Supports,
-		KojiServer: o.koji.Server, FileRepositories: o.fileRepos})
+		KojiServer: o.koji.Server, FileRepositories: o.fileRepos, Artifacts: artStore})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/image-builder-composer/v2/", api)
 	if dispatcher != nil {
-		wh := &worker.Handler{Dispatcher: dispatcher, Log: log.With("component", "worker-api")}
+		wh := &worker.Handler{Dispatcher: dispatcher, Log: log.With("component", "worker-api"), Artifacts: artStore}
 		// Workers have their own identity: tenants are refused here.
 		switch {
 		case o.clientCA != "":
@@ -276,7 +290,7 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "kib serve: listening on %s\n", ln.Addr())
-	log.Info("serving", "listen", ln.Addr().String(), "database", dbKind(o.database), "workers", o.workers, "remote_workers", o.remoteWorkers)
+	log.Info("serving", "listen", ln.Addr().String(), "database", dbKind(o.database), "workers", o.workers, "remote_workers", o.remoteWorkers, "artifacts", artifactsKind(artStore))
 	errc := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" {
@@ -304,6 +318,13 @@ func (o *serveOptions) run(cmd *cobra.Command) error {
 	return err
 }
 
+func artifactsKind(st *artifacts.Store) string {
+	if st == nil {
+		return "local"
+	}
+	return st.Location().String()
+}
+
 func dbKind(dsn string) string {
 	if dsn == "" {
 		return "sqlite"
@@ -323,12 +344,12 @@ func (l *lateObserver) JobDone(kind string, d time.Duration, failure string) {
 // kojiImporter returns the Koji side of Koji composes: the hub given with
 // --koji-server, logged in as the --koji-* flags say; nil without a hub, so
 // Koji composes fail at koji-init with "this service has no Koji configured".
-func (o *serveOptions) kojiImporter() jobs.KojiImporter {
+func (o *serveOptions) kojiImporter(artStore *artifacts.Store) jobs.KojiImporter {
 	if o.koji.Server == "" {
 		return nil
 	}
 	k := o.koji
-	return &jobs.KojiHub{Server: k.Server, CG: o.kojiCG, Connect: func(ctx context.Context) (*koji.Client, error) {
+	return &jobs.KojiHub{Server: k.Server, CG: o.kojiCG, Artifacts: artStore, Connect: func(ctx context.Context) (*koji.Client, error) {
 		return k.connect(ctx, io.Discard, koji.DefaultUploadChunkSize, 4)
 	}}
 }

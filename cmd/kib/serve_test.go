@@ -83,6 +83,9 @@ func TestExampleConfigParses(t *testing.T) {
 	if _, err := readUploadSettings(uncommented); err != nil {
 		t.Errorf("[upload] tables: %v", err)
 	}
+	if _, err := readArtifactSettings(uncommented, t.TempDir()); err != nil {
+		t.Errorf("[artifacts] table: %v", err)
+	}
 	for _, conf := range []string{example, uncommented} {
 		for _, c := range []struct {
 			section string

@@ -126,8 +126,13 @@ func (o *workerOptions) run(cmd *cobra.Command) error {
 	if tb := testBuilder(); tb != nil {
 		builder = tb
 	}
+	artCfg, err := readArtifactSettings(o.config, o.stateDir)
+	if err != nil {
+		return err
+	}
 	w := &worker.Remote{
-		Server: o.server, HTTP: &http.Client{Transport: tr}, Arch: o.arch, WorkDir: work, Heartbeat: o.heartbeat, Token: token,
+		Artifacts: artCfg,
+		Server:    o.server, HTTP: &http.Client{Transport: tr}, Arch: o.arch, WorkDir: work, Heartbeat: o.heartbeat, Token: token,
 		Builder: builder, Log: log,
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "kib worker: taking %s builds from %s\n", o.arch, o.server)

@@ -1,17 +1,19 @@
 package composer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
 
+	"github.com/kib-project/kib/internal/artifacts"
 	"github.com/kib-project/kib/internal/jobs"
 	"github.com/kib-project/kib/internal/manifest"
 )
@@ -274,7 +276,7 @@ func (s *Server) getComposeSBOMs(w http.ResponseWriter, r *http.Request, rc *req
 			if a.Kind != "sbom" {
 				continue
 			}
-			data, err := os.ReadFile(filepath.Join(s.cfg.Queue.ArtifactDir(b.ID), filepath.Base(a.Name)))
+			data, err := s.readArtifact(r.Context(), b, a)
 			if err != nil {
 				return internalErr(ErrArtifactNotFound, err)
 			}
@@ -301,18 +303,17 @@ func (s *Server) getComposeDownload(w http.ResponseWriter, r *http.Request, rc *
 	}
 	for _, a := range res.Artifacts {
 		if a.Kind == "image" {
-			f, err := os.Open(filepath.Join(s.cfg.Queue.ArtifactDir(b.ID), filepath.Base(a.Name)))
+			f, err := s.openArtifact(r.Context(), b, a)
 			if err != nil {
 				return internalErr(ErrArtifactNotFound, err)
 			}
 			defer f.Close()
 			w.Header().Set("Content-Type", "application/octet-stream")
 			w.Header().Set("Content-Disposition", "attachment; filename="+strconv.Quote(a.Name))
-			fi, err := f.Stat()
-			if err != nil {
-				return internalErr(ErrArtifactNotFound, err)
-			}
-			http.ServeContent(w, r, a.Name, fi.ModTime(), f)
+			// A whole download is checked against the recorded sha256 on
+			// the way: the last bytes are withheld (the transfer breaks)
+			// rather than handing out a whole but wrong image.
+			http.ServeContent(w, r, a.Name, f.ModTime(), artifacts.NewVerifier(f, f.Size(), a.SHA256))
 			return nil
 		}
 	}
@@ -372,4 +373,33 @@ func (s *Server) getErrorList(w http.ResponseWriter, r *http.Request, rc *reqCon
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"kind": "ErrorList", "page": page, "size": len(items), "total": len(codes), "items": items})
 	return nil
+}
+
+// openArtifact opens a build's artifact: from the artifact store when it is
+// kept there, else from the build's directory on this machine. An object
+// whose size or recorded sha256 differ from the build's record is refused.
+func (s *Server) openArtifact(ctx context.Context, b *jobs.JobInfo, a jobs.Artifact) (artifacts.Reader, error) {
+	if !s.cfg.Artifacts.Owns(a.Path) {
+		return s.cfg.Artifacts.Open(ctx, filepath.Join(s.cfg.Queue.ArtifactDir(b.ID), filepath.Base(a.Name)))
+	}
+	f, err := s.cfg.Artifacts.Open(ctx, a.Path)
+	if err != nil {
+		return nil, err
+	}
+	o, _ := f.(*artifacts.Object)
+	if f.Size() != a.Size || o != nil && o.SHA256() != a.SHA256 {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w: the store holds %d bytes (sha256 %q), the build recorded %d bytes (sha256 %s)", a.Path, artifacts.ErrChecksum, f.Size(), o.SHA256(), a.Size, a.SHA256)
+	}
+	return f, nil
+}
+
+// readArtifact reads a small artifact (an SBOM) whole, checking its sha256.
+func (s *Server) readArtifact(ctx context.Context, b *jobs.JobInfo, a jobs.Artifact) ([]byte, error) {
+	f, err := s.openArtifact(ctx, b, a)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(artifacts.NewVerifier(f, f.Size(), a.SHA256))
 }

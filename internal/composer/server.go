@@ -23,6 +23,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 
 	"github.com/kib-project/kib/api"
+	"github.com/kib-project/kib/internal/artifacts"
 	"github.com/kib-project/kib/internal/distro"
 	"github.com/kib-project/kib/internal/jobs"
 	"github.com/kib-project/kib/internal/resolve"
@@ -66,6 +67,9 @@ type Config struct {
 	// FileRepositories are the directories file: repositories may name; a
 	// file: repository elsewhere, or any when empty, is refused.
 	FileRepositories []string
+	// Artifacts, if set, is the artifact store builds keep their
+	// artifacts in (kib serve --artifacts); downloads stream from it.
+	Artifacts *artifacts.Store
 }
 
 // Server is the compose API handler.

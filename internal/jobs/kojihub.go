@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 
+	"github.com/kib-project/kib/internal/artifacts"
 	"github.com/kib-project/kib/internal/koji"
 	"github.com/kib-project/kib/internal/kojiimport"
 	"github.com/kib-project/kib/internal/kojimeta"
@@ -23,6 +25,9 @@ type KojiHub struct {
 	// Connect returns a logged-in client of the hub. A new session is made
 	// for each step, so an expired session never fails a long compose.
 	Connect func(ctx context.Context) (*koji.Client, error)
+	// Artifacts, if set, is the artifact store the images' files may be
+	// in; they are streamed from it into the hub's chunked upload.
+	Artifacts *artifacts.Store
 }
 
 var _ KojiImporter = (*KojiHub)(nil)
@@ -44,7 +49,17 @@ func (h *KojiHub) importer(ctx context.Context, server string) (*kojiimport.Impo
 		cg = kojimeta.CGName
 	}
 	done := func() { _ = c.Logout(context.WithoutCancel(ctx)) }
-	return &kojiimport.Importer{Client: c, CG: cg}, done, nil
+	im := &kojiimport.Importer{Client: c, CG: cg}
+	if h.Artifacts != nil {
+		im.Open = func(ctx context.Context, path string) (kojiimport.File, error) {
+			r, err := h.Artifacts.Open(ctx, path)
+			if err != nil {
+				return nil, err
+			}
+			return r, nil
+		}
+	}
+	return im, done, nil
 }
 
 // Init reserves the build (CGInitBuild).
@@ -69,7 +84,7 @@ func (h *KojiHub) Finalize(ctx context.Context, a *KojiFinalizeArgs) error {
 	var images []*kojiimport.Image
 	for i, ki := range a.Images {
 		img := &kojiimport.Image{}
-		var info string
+		var info, infoSum string
 		for _, art := range ki.Artifacts {
 			switch art.Kind {
 			case "image":
@@ -81,13 +96,13 @@ func (h *KojiHub) Finalize(ctx context.Context, a *KojiFinalizeArgs) error {
 			case "log":
 				img.Logs = append(img.Logs, art.Path)
 			case "info":
-				info = art.Path
+				info, infoSum = art.Path, art.SHA256
 			}
 		}
 		if img.Path == "" || img.Manifest == "" || info == "" {
 			return fmt.Errorf("images[%d] (%s %s): image, manifest and build-info.json artifacts are required", i, ki.Arch, ki.ImageType)
 		}
-		bi, err := kojimeta.ReadBuildInfo(info)
+		bi, err := h.readBuildInfo(ctx, info, infoSum)
 		if err != nil {
 			return fmt.Errorf("images[%d]: %w", i, err)
 		}
@@ -148,4 +163,22 @@ func (h *KojiHub) Refund(ctx context.Context, a *KojiRefundArgs) error {
 		return fmt.Errorf("%w: build %d is %s on the hub: %w", ErrNotRefundable, a.BuildID, map[int]string{koji.BuildComplete: "complete", koji.BuildDeleted: "deleted"}[b.State], err)
 	}
 	return err
+}
+
+// readBuildInfo reads an image's build-info.json, from the artifact store
+// if it is there.
+func (h *KojiHub) readBuildInfo(ctx context.Context, path, sha256 string) (*kojimeta.BuildInfo, error) {
+	if !h.Artifacts.Owns(path) {
+		return kojimeta.ReadBuildInfo(path)
+	}
+	tmp, err := os.CreateTemp("", "kib-build-info-*.json")
+	if err != nil {
+		return nil, err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if err := h.Artifacts.Fetch(ctx, path, tmp.Name(), sha256); err != nil {
+		return nil, err
+	}
+	return kojimeta.ReadBuildInfo(tmp.Name())
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/kib-project/kib/internal/artifacts"
 )
 
 // Config configures a Queue. Zero values mean the documented defaults.
@@ -66,6 +68,11 @@ type Config struct {
 	// InitWatch is how often a build of a Koji compose checks whether
 	// koji-init, which runs beside it, has failed. Default 1s.
 	InitWatch time.Duration
+	// Artifacts, if set, is the object store that keeps the builds'
+	// artifacts (kib serve --artifacts): a build run here is stored there
+	// after it ends, a remote worker stores its own. Nil keeps them under
+	// StateDir/artifacts.
+	Artifacts *artifacts.Store
 	// Log receives the queue's log; default discards.
 	Log *slog.Logger
 	// Observer, if set, is told about job runs (metrics).
@@ -475,6 +482,10 @@ func (q *Queue) Delete(ctx context.Context, tenant, id string) error {
 	for _, b := range c.Builds {
 		if err := os.RemoveAll(q.ArtifactDir(b.ID)); err != nil {
 			return fmt.Errorf("deleting artifacts: %w", err)
+		}
+		if err := q.cfg.Artifacts.DeleteJob(ctx, b.ID); err != nil {
+			// The compose is gone already; say what is left behind.
+			q.log.Warn("deleting a deleted compose's artifacts from the store failed; they stay there", "compose", id, "job", b.ID, "err", err)
 		}
 	}
 	return nil

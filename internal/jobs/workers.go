@@ -356,6 +356,20 @@ func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutp
 		return &stepOutput{Result: r}, nil
 	}
 	r.Artifacts, r.Log = res.Artifacts, res.Log
+	if q.cfg.Artifacts != nil {
+		// The uploads below read the local files; the result records
+		// where the artifacts are kept.
+		stored, err := q.storeArtifacts(ctx, j.ID, res.Artifacts)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			r.JobError = &JobError{ID: ErrIDUploadingImage, Reason: "storing the artifacts failed", Details: err.Error()}
+			return &stepOutput{Result: r}, nil
+		}
+		r.Artifacts = stored
+		defer os.RemoveAll(dir)
+	}
 	var failed []*JobError
 	for _, t := range a.Image.Targets {
 		tr := TargetResult{Type: t.Type}

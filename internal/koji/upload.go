@@ -43,6 +43,10 @@ type UploadFile struct {
 	// the final checkUpload with UploadVerifySHA256, and by CGImport, which
 	// checks every output's digest.
 	SHA256 string
+	// Source, if set, is read instead of the file at Path (e.g. an artifact
+	// in object storage); Size is then its length.
+	Source io.ReaderAt
+	Size   int64
 }
 
 // ErrUploadMismatch is wrapped by errors about the hub holding other bytes
@@ -311,6 +315,12 @@ func (c *Client) UploadPath(ctx context.Context, dir, path, name string, progres
 
 func (c *Client) uploadPath(ctx context.Context, dir string, uf UploadFile, progress func(UploadProgress)) (*UploadResult, error) {
 	path, name := uf.Path, uf.Name
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	if uf.Source != nil {
+		return c.upload(ctx, dir, name, uf.Source, uf.Size, uf.SHA256, progress)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("koji: upload: %w", err)
@@ -319,9 +329,6 @@ func (c *Client) uploadPath(ctx context.Context, dir string, uf UploadFile, prog
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("koji: upload: %w", err)
-	}
-	if name == "" {
-		name = filepath.Base(path)
 	}
 	return c.upload(ctx, dir, name, f, st.Size(), uf.SHA256, progress)
 }

@@ -8,6 +8,7 @@ package kojiimport
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -109,6 +110,17 @@ type Importer struct {
 	UploadDir string
 	// Progress, if set, is told about uploads; it may be called concurrently.
 	Progress func(koji.UploadProgress)
+	// Open, if set, opens the images' files, which are then streamed into
+	// the hub's chunked upload (e.g. from an artifact store); default:
+	// local files.
+	Open func(ctx context.Context, path string) (File, error)
+}
+
+// File is an image's file as Importer.Open returns it.
+type File interface {
+	io.ReaderAt
+	io.Closer
+	Size() int64
 }
 
 // Reserve reserves nvr (CGInitBuild).
@@ -182,6 +194,16 @@ func (im *Importer) Import(ctx context.Context, b Build) (*koji.Build, error) {
 		}
 		for _, l := range img.Logs {
 			files = append(files, koji.UploadFile{Path: l, Name: names[i] + suffix(img, l)})
+		}
+	}
+	if im.Open != nil {
+		for i := range files {
+			f, err := im.Open(ctx, files[i].Path)
+			if err != nil {
+				return nil, fmt.Errorf("opening %s: %w", files[i].Path, err)
+			}
+			defer f.Close()
+			files[i].Source, files[i].Size = f, f.Size()
 		}
 	}
 	uploaded, err := im.Client.UploadFiles(ctx, dir, files, im.Progress)

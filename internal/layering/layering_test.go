@@ -27,7 +27,7 @@ var rank = map[string]int{
 	// what jobs drive
 	"internal/engine": 3, "internal/engine/stages": 3, "internal/upload": 3,
 	"internal/koji": 3, "internal/koji/kojitest": 3, "internal/kojimeta": 3, "internal/kojiimport": 3,
-	"internal/boottest": 3,
+	"internal/boottest": 3, "internal/artifacts": 3,
 
 	// the resolver and what reads manifests
 	"internal/resolve": 2, "internal/sbom": 2,

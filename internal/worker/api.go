@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kib-project/kib/internal/artifacts"
 	"github.com/kib-project/kib/internal/jobs"
 )
 
@@ -25,7 +26,8 @@ const BasePath = "/api/worker/v1"
 //
 //	POST  /jobs                      {"types":["build"],"arch":"x86_64"} → 201 job, or 204 when none came
 //	GET   /jobs/{token}              heartbeat; → {"canceled":false}
-//	PUT   /jobs/{token}/artifacts/{name}   upload one artifact
+//	PUT   /jobs/{token}/artifacts/{name}   upload one artifact (unless the job names an
+//	                                 artifact_store: then the worker puts it there)
 //	PATCH /jobs/{token}              {"result":{...}} finishes the job
 type Handler struct {
 	// Dispatcher hands out the builds. Required.
@@ -37,6 +39,10 @@ type Handler struct {
 	Authorize func(r *http.Request) error
 	// Log receives request errors; nil discards.
 	Log *slog.Logger
+	// Artifacts, if set, is the artifact store workers put their
+	// artifacts into (kib serve --artifacts) instead of uploading them
+	// here; each job names its own place there (artifact_store).
+	Artifacts *artifacts.Store
 }
 
 // RequestJob is the body of POST /jobs.
@@ -47,13 +53,17 @@ type RequestJob struct {
 
 // JobResponse is a job handed to a worker.
 type JobResponse struct {
-	ID               string          `json:"id"`
-	Kind             string          `json:"kind"`
-	Href             string          `json:"href"`
-	Type             string          `json:"type"`
-	Location         string          `json:"location"`
-	ArtifactLocation string          `json:"artifact_location"`
-	Args             *jobs.BuildArgs `json:"args"`
+	ID               string `json:"id"`
+	Kind             string `json:"kind"`
+	Href             string `json:"href"`
+	Type             string `json:"type"`
+	Location         string `json:"location"`
+	ArtifactLocation string `json:"artifact_location"`
+	// ArtifactStore, if set, is where the worker puts the job's artifacts
+	// (s3://bucket/prefix/jobs/<job>/<attempt>/ + name) instead of
+	// uploading them to ArtifactLocation.
+	ArtifactStore string          `json:"artifact_store,omitempty"`
+	Args          *jobs.BuildArgs `json:"args"`
 }
 
 // Result is what a worker reports when a job ends.
@@ -185,9 +195,12 @@ func (h *Handler) requestJob(w http.ResponseWriter, r *http.Request) error {
 	loc := BasePath + "/jobs/" + t.token
 	args := *t.args
 	args.OutputDir = ""
+	if h.Artifacts != nil {
+		t.setStoreDir(h.Artifacts.NewDir(t.args.JobID))
+	}
 	writeJSON(w, http.StatusCreated, JobResponse{
 		ID: t.args.JobID, Kind: "RequestJob", Href: BasePath + "/jobs", Type: jobs.KindBuild,
-		Location: loc, ArtifactLocation: loc + "/artifacts/", Args: &args,
+		Location: loc, ArtifactLocation: loc + "/artifacts/", ArtifactStore: t.storeDir(), Args: &args,
 	})
 	return nil
 }
@@ -238,9 +251,14 @@ func (h *Handler) updateJob(w http.ResponseWriter, r *http.Request, token string
 		res.err = errors.New(u.Result.Error)
 	} else {
 		br := &jobs.BuildResult{Manifest: u.Result.Manifest, Log: u.Result.Log}
+		stored := false
 		for _, a := range u.Result.Artifacts {
 			p := filepath.Join(t.args.OutputDir, filepath.Base(a.Name))
 			got, ok := t.upload(filepath.Base(a.Name))
+			if !ok && t.storeDir() != "" {
+				stored = true
+				continue
+			}
 			if !ok {
 				return fmt.Errorf("%w: artifact %s: not uploaded", errBody, a.Name)
 			}
@@ -257,10 +275,51 @@ func (h *Handler) updateJob(w http.ResponseWriter, r *http.Request, token string
 			br.Artifacts = append(br.Artifacts, a)
 		}
 		res.res = br
+		if stored {
+			arts, err := h.checkStored(r.Context(), t, u.Result.Artifacts)
+			if err != nil {
+				// The build is done, but its artifacts are not what the
+				// worker reports: the build fails, with the reason.
+				res = taskResult{err: err}
+			} else {
+				br.Artifacts = arts
+			}
+		}
 	}
 	if err := h.Dispatcher.finish(token, res); err != nil {
 		return errToken
 	}
 	writeJSON(w, 200, map[string]any{"id": token, "kind": "UpdateJobResponse", "href": BasePath + "/jobs/" + token})
 	return nil
+}
+
+// checkStored returns the job's artifacts as the store holds them: each one
+// must be in the job's place in the store with the size and sha256 the
+// worker reports (the sha256 recorded with the object when it was put;
+// downloads and Koji imports verify the bytes against it). Artifacts the
+// worker uploaded here are kept as received.
+func (h *Handler) checkStored(ctx context.Context, t *task, reported []jobs.Artifact) ([]jobs.Artifact, error) {
+	var out []jobs.Artifact
+	for _, a := range reported {
+		name := filepath.Base(a.Name)
+		if got, ok := t.upload(name); ok {
+			a.SHA256, a.Size, a.Path = got.sha256, got.size, filepath.Join(t.args.OutputDir, name)
+			out = append(out, a)
+			continue
+		}
+		if name == "" || name == "." || name == "/" || strings.HasPrefix(name, ".") {
+			return nil, fmt.Errorf("artifact name %q: not a file name", a.Name)
+		}
+		loc := t.storeDir() + name
+		info, err := h.Artifacts.Stat(ctx, loc)
+		if err != nil {
+			return nil, fmt.Errorf("artifact %s: not in the artifact store: %w", a.Name, err)
+		}
+		if info.Size != a.Size || info.SHA256 != a.SHA256 {
+			return nil, fmt.Errorf("artifact %s: the worker reports sha256 %s (%d bytes), the artifact store holds sha256 %q (%d bytes) at %s", a.Name, a.SHA256, a.Size, info.SHA256, info.Size, loc)
+		}
+		a.Path = loc
+		out = append(out, a)
+	}
+	return out, nil
 }

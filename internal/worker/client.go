@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kib-project/kib/internal/artifacts"
 	"github.com/kib-project/kib/internal/jobs"
 )
 
@@ -38,6 +39,10 @@ type Remote struct {
 	Heartbeat time.Duration
 	// Log receives the worker's log; nil discards.
 	Log *slog.Logger
+	// Artifacts is how the worker reaches the artifact store (endpoint,
+	// credentials) when the server names one for a job; the bucket and
+	// place come from the server. Zero: the AWS SDK's defaults.
+	Artifacts artifacts.Config
 }
 
 func (w *Remote) defaults() {
@@ -159,6 +164,16 @@ func (w *Remote) RunOne(ctx context.Context) (bool, error) {
 		result.Error = berr.Error()
 	} else {
 		result.Manifest, result.Log = res.Manifest, res.Log
+		if job.ArtifactStore != "" {
+			// Put straight into the artifact store; a failure fails the
+			// build, with the store's message.
+			arts, err := w.store(jctx, log, job.ArtifactStore, res.Artifacts)
+			if err != nil && ctx.Err() == nil {
+				result.Error = err.Error()
+			}
+			result.Artifacts = arts
+			res.Artifacts = nil
+		}
 		for _, a := range res.Artifacts {
 			f, err := os.Open(a.Path)
 			if err != nil {
@@ -185,4 +200,30 @@ func (w *Remote) RunOne(ctx context.Context) (bool, error) {
 	_, err = w.call(ctx, "PATCH", job.Location, jsonBody(UpdateJob{Result: result}), "application/json", nil)
 	log.Info("job finished", "failed", berr != nil)
 	return true, err
+}
+
+// store puts a build's artifacts into the artifact store at dir (the
+// server's s3://bucket/prefix/jobs/<job>/<attempt>/) and returns them as
+// the result reports them.
+func (w *Remote) store(ctx context.Context, log *slog.Logger, dir string, arts []jobs.Artifact) ([]jobs.Artifact, error) {
+	loc, err := artifacts.ParseURL(dir)
+	if err != nil {
+		return nil, fmt.Errorf("the server's artifact store %q: %w", dir, err)
+	}
+	st, err := artifacts.New(ctx, loc, w.Artifacts)
+	if err != nil {
+		return nil, fmt.Errorf("artifact store %s: %w", dir, err)
+	}
+	var out []jobs.Artifact
+	for _, a := range arts {
+		name := filepath.Base(a.Name)
+		start := time.Now()
+		if err := st.Put(ctx, loc.URL(loc.Prefix+name), a.Path, a.SHA256, a.Size); err != nil {
+			return nil, fmt.Errorf("storing artifact %s in the artifact store: %w", name, err)
+		}
+		log.Info("artifact stored", "name", name, "size", a.Size, "seconds", time.Since(start).Seconds())
+		a.Path = ""
+		out = append(out, a)
+	}
+	return out, nil
 }

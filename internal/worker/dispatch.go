@@ -44,6 +44,19 @@ type task struct {
 
 	mu       sync.Mutex
 	uploaded map[string]receivedFile
+	store    string // the job's place in the artifact store, if any
+}
+
+func (t *task) setStoreDir(dir string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.store = dir
+}
+
+func (t *task) storeDir() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.store
 }
 
 // receivedFile is what the server hashed while an artifact arrived.
