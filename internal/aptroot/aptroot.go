@@ -67,10 +67,30 @@ func (b *Bootstrapper) AptRoot(ctx context.Context, repos []depsolve.Repo, arch 
 		log = slog.New(slog.DiscardHandler)
 	}
 	start := time.Now()
+	// The Release files (small) are read and verified on every run; when
+	// they are the ones the cached root was resolved from, the Packages
+	// indices (large) need not be read again.
+	rels := make([]*debindex.Release, len(repos))
+	ih := sha256.New()
+	fmt.Fprintf(ih, "kib apt root index 1\narch %s\n%s\n", arch, strings.Join(Packages, " "))
+	for i, r := range repos {
+		rel, text, err := b.release(ctx, r)
+		if err != nil {
+			return "", fmt.Errorf("apt root: %s %s: %w", r.URL, r.Suite, err)
+		}
+		rels[i] = rel
+		fmt.Fprintf(ih, "%s\n%x\n", r.Line(), sha256.Sum256(text))
+	}
+	record := filepath.Join(b.st.Dir(), "apt-roots", hex.EncodeToString(ih.Sum(nil)))
+	if data, err := os.ReadFile(record); err == nil {
+		if k := strings.TrimSpace(string(data)); isKey(k) && b.st.HasObject(k) {
+			return filepath.Join(b.st.ObjectPath(k), "tree"), nil
+		}
+	}
 	var all []debindex.Package
 	var bases []string
-	for _, r := range repos {
-		pkgs, err := b.index(ctx, r, arch)
+	for i, r := range repos {
+		pkgs, err := b.index(ctx, r, arch, rels[i])
 		if err != nil {
 			return "", fmt.Errorf("apt root: %s %s: %w", r.URL, r.Suite, err)
 		}
@@ -93,7 +113,7 @@ func (b *Bootstrapper) AptRoot(ctx context.Context, repos []depsolve.Repo, arch 
 	}
 	k := hex.EncodeToString(key.Sum(nil))
 	if b.st.HasObject(k) {
-		return filepath.Join(b.st.ObjectPath(k), "tree"), nil
+		return filepath.Join(b.st.ObjectPath(k), "tree"), writeRecord(record, k)
 	}
 	log.Info("bootstrapping the apt root (no apt-get on this host)", "packages", len(pkgs))
 	srcs := map[string]string{}
@@ -128,7 +148,31 @@ func (b *Bootstrapper) AptRoot(ctx context.Context, repos []depsolve.Repo, arch 
 		return "", fmt.Errorf("apt root: %w", err)
 	}
 	log.Info("apt root ready", "packages", len(pkgs), "duration", time.Since(start).Round(time.Millisecond))
-	return filepath.Join(dir, "tree"), nil
+	return filepath.Join(dir, "tree"), writeRecord(record, k)
+}
+
+// writeRecord notes that the Release files hashed into record resolve to
+// the root with key k.
+func writeRecord(record, k string) error {
+	if err := os.MkdirAll(filepath.Dir(record), 0o755); err != nil {
+		return fmt.Errorf("apt root: %w", err)
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", record, os.Getpid())
+	if err := os.WriteFile(tmp, []byte(k+"\n"), 0o644); err != nil {
+		return fmt.Errorf("apt root: %w", err)
+	}
+	if err := os.Rename(tmp, record); err != nil {
+		return fmt.Errorf("apt root: %w", err)
+	}
+	return nil
+}
+
+func isKey(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // repoBase is the URL Filename fields are relative to.
@@ -143,17 +187,18 @@ func joinURL(base, rel string) string {
 	return strings.TrimRight(base, "/") + "/" + strings.TrimPrefix(path.Clean("/"+rel), "/")
 }
 
-// index returns the packages of r for arch, from indices verified against
-// the Release file, itself verified with r's keyring unless r is trusted.
-func (b *Bootstrapper) index(ctx context.Context, r depsolve.Repo, arch string) ([]debindex.Package, error) {
-	dist := joinURL(r.URL, "dists/"+r.Suite)
+// distURL is the directory of r's Release file.
+func distURL(r depsolve.Repo) string {
 	if r.Flat() {
-		dist = repoBase(r)
+		return repoBase(r)
 	}
-	rel, err := b.release(ctx, r, dist)
-	if err != nil {
-		return nil, err
-	}
+	return joinURL(r.URL, "dists/"+r.Suite)
+}
+
+// index returns the packages of r for arch, from indices verified against
+// rel, r's verified Release file.
+func (b *Bootstrapper) index(ctx context.Context, r depsolve.Repo, arch string, rel *debindex.Release) ([]debindex.Package, error) {
+	dist := distURL(r)
 	var dirs []string
 	if r.Flat() {
 		dirs = []string{""}
@@ -216,45 +261,51 @@ func decompress(name string, r io.Reader) (io.Reader, error) {
 	return r, nil
 }
 
-// release fetches and verifies dist's InRelease (or Release and
-// Release.gpg).
-func (b *Bootstrapper) release(ctx context.Context, r depsolve.Repo, dist string) (*debindex.Release, error) {
+// release fetches and verifies r's InRelease (or Release and Release.gpg)
+// with r's keyring, unless r is trusted, and returns it parsed and as text.
+func (b *Bootstrapper) release(ctx context.Context, r depsolve.Repo) (*debindex.Release, []byte, error) {
+	dist := distURL(r)
 	var in bytes.Buffer
 	inErr := b.get(ctx, joinURL(dist, "InRelease"), &in)
-	if r.Trusted {
-		if inErr == nil {
-			if text, err := debindex.PlainInRelease(in.Bytes()); err == nil {
-				return debindex.ParseRelease(text)
-			}
+	var text []byte
+	switch {
+	case r.Trusted && inErr == nil:
+		t, err := debindex.PlainInRelease(in.Bytes())
+		if err != nil {
+			return nil, nil, err
 		}
+		text = t
+	case r.Trusted:
 		var rel bytes.Buffer
 		if err := b.get(ctx, joinURL(dist, "Release"), &rel); err != nil {
-			return nil, err
+			return nil, nil, fmt.Errorf("no InRelease (%v) and no Release: %w", inErr, err)
 		}
-		return debindex.ParseRelease(rel.Bytes())
-	}
-	kr, err := keyring(r)
-	if err != nil {
-		return nil, err
-	}
-	if inErr == nil {
-		text, err := debindex.VerifyInRelease(kr, in.Bytes())
+		text = rel.Bytes()
+	default:
+		kr, err := keyring(r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return debindex.ParseRelease(text)
+		if inErr == nil {
+			if text, err = debindex.VerifyInRelease(kr, in.Bytes()); err != nil {
+				return nil, nil, err
+			}
+			break
+		}
+		var rel, sig bytes.Buffer
+		if err := b.get(ctx, joinURL(dist, "Release"), &rel); err != nil {
+			return nil, nil, fmt.Errorf("no InRelease (%v) and no Release: %w", inErr, err)
+		}
+		if err := b.get(ctx, joinURL(dist, "Release.gpg"), &sig); err != nil {
+			return nil, nil, err
+		}
+		if err := debindex.VerifyDetached(kr, rel.Bytes(), sig.Bytes()); err != nil {
+			return nil, nil, err
+		}
+		text = rel.Bytes()
 	}
-	var rel, sig bytes.Buffer
-	if err := b.get(ctx, joinURL(dist, "Release"), &rel); err != nil {
-		return nil, fmt.Errorf("no InRelease (%v) and no Release: %w", inErr, err)
-	}
-	if err := b.get(ctx, joinURL(dist, "Release.gpg"), &sig); err != nil {
-		return nil, err
-	}
-	if err := debindex.VerifyDetached(kr, rel.Bytes(), sig.Bytes()); err != nil {
-		return nil, err
-	}
-	return debindex.ParseRelease(rel.Bytes())
+	rel, err := debindex.ParseRelease(text)
+	return rel, text, err
 }
 
 // keyring reads r's keyring: the one kib ships, else the signed-by file.
