@@ -39,10 +39,13 @@ import (
 // consults about the system.
 var Packages = []string{"apt", "dpkg"}
 
-// Bootstrapper makes apt roots. The zero value is not usable: set StoreDir.
+// Bootstrapper makes apt roots. The zero value is not usable: set Store or
+// StoreDir.
 type Bootstrapper struct {
-	// StoreDir is the store the debs and the root are kept in; it is opened
-	// on first use.
+	// Store keeps the debs and the root.
+	Store *store.Store
+	// StoreDir, without Store, is the store's directory; it is opened on
+	// first use (kib manifest opens no store unless it needs one).
 	StoreDir string
 	// Client fetches indices and debs; nil means a client with a 10 minute
 	// timeout.
@@ -58,7 +61,13 @@ type Bootstrapper struct {
 // AptRoot returns a directory tree holding apt-get for arch, made from
 // repos' packages (the first repository that has apt is used).
 func (b *Bootstrapper) AptRoot(ctx context.Context, repos []depsolve.Repo, arch string) (string, error) {
-	b.once.Do(func() { b.st, b.stErr = store.Open(b.StoreDir) })
+	b.once.Do(func() {
+		if b.st = b.Store; b.st == nil && b.StoreDir == "" {
+			b.stErr = errors.New("no store to keep it in")
+		} else if b.st == nil {
+			b.st, b.stErr = store.Open(b.StoreDir)
+		}
+	})
 	if b.stErr != nil {
 		return "", fmt.Errorf("apt root: %w", b.stErr)
 	}

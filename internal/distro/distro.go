@@ -35,7 +35,7 @@ type Definition struct {
 	// as the path the image's apt sources name it by.
 	Keyring string `yaml:"keyring"`
 	// KeyringFile is the keyring kib ships, relative to the definition's
-	// directory; kib verifies the repositories with it (KeyringData), not
+	// directory (or among kib's embedded ones); kib verifies the repositories with it (KeyringData), not
 	// with the host's copy of Keyring. Empty means the host's Keyring file.
 	KeyringFile string `yaml:"keyring_file"`
 	// KeyringData is KeyringFile's content, read by Load.
@@ -227,8 +227,14 @@ func (c *Catalog) addFS(fsys fs.FS, where string) error {
 			return fmt.Errorf("definition %s: name %q must match the file name %q", filepath.Join(where, n), d.Name, want)
 		}
 		if d.KeyringFile != "" {
-			if d.KeyringData, err = fs.ReadFile(fsys, d.KeyringFile); err != nil {
-				return fmt.Errorf("definition %s: keyring_file: %w", filepath.Join(where, n), err)
+			// A definitions directory may name its own keyring or one kib
+			// ships.
+			d.KeyringData, err = fs.ReadFile(fsys, d.KeyringFile)
+			if errors.Is(err, fs.ErrNotExist) {
+				d.KeyringData, err = fs.ReadFile(distros.FS, d.KeyringFile)
+			}
+			if err != nil {
+				return fmt.Errorf("definition %s: keyring_file %s: not in %s nor among kib's keyrings", filepath.Join(where, n), d.KeyringFile, where)
 			}
 		}
 		c.defs[d.Name] = d
