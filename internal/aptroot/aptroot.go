@@ -21,6 +21,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,10 +35,11 @@ import (
 	"github.com/kib-project/kib/internal/store"
 )
 
-// Packages are what the root holds, with their dependencies: apt-get and
-// what it runs (gpgv, through apt's dependencies), and dpkg, which apt
-// consults about the system.
-var Packages = []string{"apt", "dpkg"}
+// Packages are what the root holds besides the Essential packages (the
+// shell and utilities apt-key, which apt runs to check signatures, is
+// written in), with their dependencies: apt-get and, through its
+// dependencies, gpgv.
+var Packages = []string{"apt"}
 
 // Bootstrapper makes apt roots. The zero value is not usable: set Store or
 // StoreDir.
@@ -81,7 +83,7 @@ func (b *Bootstrapper) AptRoot(ctx context.Context, repos []depsolve.Repo, arch 
 	// indices (large) need not be read again.
 	rels := make([]*debindex.Release, len(repos))
 	ih := sha256.New()
-	fmt.Fprintf(ih, "kib apt root index 1\narch %s\n%s\n", arch, strings.Join(Packages, " "))
+	fmt.Fprintf(ih, "kib apt root index 2\narch %s\n%s\n", arch, strings.Join(Packages, " "))
 	for i, r := range repos {
 		rel, text, err := b.release(ctx, r)
 		if err != nil {
@@ -111,12 +113,13 @@ func (b *Bootstrapper) AptRoot(ctx context.Context, repos []depsolve.Repo, arch 
 		all = append(all, pkgs...)
 		bases = append(bases, r.URL)
 	}
-	pkgs, err := debindex.NewIndex(arch, all).Closure(Packages)
+	ix := debindex.NewIndex(arch, all)
+	pkgs, err := ix.Closure(append(slices.Clone(Packages), ix.Essential()...))
 	if err != nil {
 		return "", fmt.Errorf("apt root: resolving %s in %s: %w", strings.Join(Packages, ", "), strings.Join(bases, ", "), err)
 	}
 	key := sha256.New()
-	fmt.Fprintf(key, "kib apt root 1\narch %s\n", arch)
+	fmt.Fprintf(key, "kib apt root 2\narch %s\n", arch)
 	for _, p := range pkgs {
 		fmt.Fprintf(key, "%s %s\n", p.SHA256, p.Name)
 	}

@@ -88,6 +88,8 @@ type Package struct {
 	PreDepends [][]Dep
 	// Provides are the virtual packages (with optional versions) it provides.
 	Provides []Dep
+	// Essential is set for packages every Debian system has (Essential: yes).
+	Essential bool
 }
 
 // Dep is one alternative of a dependency: a name with an optional version
@@ -111,7 +113,8 @@ func ParsePackages(r io.Reader) ([]Package, error) {
 	}
 	out := make([]Package, 0, len(paras))
 	for i, f := range paras {
-		p := Package{Name: f.get("Package"), Version: f.get("Version"), Arch: f.get("Architecture"), Filename: f.get("Filename")}
+		p := Package{Name: f.get("Package"), Version: f.get("Version"), Arch: f.get("Architecture"), Filename: f.get("Filename"),
+			Essential: strings.EqualFold(f.get("Essential"), "yes")}
 		where := fmt.Sprintf("packages: stanza %d (%s)", i+1, p.Name)
 		if p.Name == "" || p.Version == "" || p.Arch == "" || p.Filename == "" {
 			return nil, fmt.Errorf("%s: Package, Version, Architecture and Filename are required", where)

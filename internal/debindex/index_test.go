@@ -61,7 +61,11 @@ func TestParseDepends(t *testing.T) {
 const sum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func stanza(name, version, extra string) string {
-	return "Package: " + name + "\nVersion: " + version + "\nArchitecture: amd64\nFilename: pool/" + name + ".deb\nSize: 10\nSHA256: " + sum + "\n" + extra + "\n"
+	s := "Package: " + name + "\nVersion: " + version + "\nArchitecture: amd64\nFilename: pool/" + name + ".deb\nSize: 10\nSHA256: " + sum + "\n"
+	if extra != "" {
+		s += extra + "\n"
+	}
+	return s + "\n"
 }
 
 func TestParsePackagesErrors(t *testing.T) {
@@ -86,7 +90,7 @@ func TestClosure(t *testing.T) {
 	idx := stanza("apt", "2.6", "Depends: libapt (>= 2.6), gpgv | gpgv2, debian-keyring, awk") +
 		stanza("libapt", "2.5", "") +
 		stanza("libapt", "2.6.1", "Pre-Depends: libc6") +
-		stanza("libc6", "2.36", "") +
+		stanza("libc6", "2.36", "Essential: yes") +
 		stanza("gpgv2", "2.2", "") + // second alternative: not taken
 		stanza("gpgv", "2.2", "Depends: libc6") +
 		stanza("debian-keyring", "1", "") +
@@ -111,6 +115,9 @@ func TestClosure(t *testing.T) {
 		t.Errorf("closure = %s, want %s", s, want)
 	}
 
+	if e := NewIndex("amd64", pkgs).Essential(); !slices.Equal(e, []string{"libc6"}) {
+		t.Errorf("Essential() = %v", e)
+	}
 	if _, err := NewIndex("amd64", pkgs).Closure([]string{"missing"}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("closure of a missing package: %v", err)
 	}

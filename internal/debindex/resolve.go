@@ -75,6 +75,19 @@ func (ix *Index) satisfy(d Dep, chosen map[string]*Package) (*Package, bool) {
 	return provs[0], true
 }
 
+// Essential returns the names of the packages whose candidate is
+// Essential, sorted.
+func (ix *Index) Essential() []string {
+	var out []string
+	for name := range ix.byName {
+		if ix.candidate(name).Essential {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Closure returns the packages names need, with their Depends and
 // Pre-Depends, sorted by name. For each group of alternatives it takes the
 // first one that is already selected, else the first one the index can
