@@ -72,10 +72,10 @@ func PlainInRelease(inrelease []byte) ([]byte, error) {
 func VerifyDetached(keyring *Keyring, signed, signature []byte) error {
 	blk, err := armor.Decode(bytes.NewReader(signature))
 	if err != nil {
-		return fmt.Errorf("Release.gpg: %w", err)
+		return fmt.Errorf("detached signature Release.gpg: %w", err)
 	}
 	if err := verifySigs(keyring, signed, blk.Body); err != nil {
-		return fmt.Errorf("Release.gpg: %w", err)
+		return fmt.Errorf("detached signature Release.gpg: %w", err)
 	}
 	return nil
 }
