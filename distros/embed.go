@@ -3,7 +3,8 @@ package distros
 
 import "embed"
 
-// FS holds the definitions as <name>.yaml files.
+// FS holds the definitions as <name>.yaml files and the keyrings they ship
+// under keyrings/.
 //
-//go:embed *.yaml
+//go:embed *.yaml keyrings/*.gpg
 var FS embed.FS

@@ -108,6 +108,7 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 		}
 	} else {
 		log.Info("resolving", "type", args[0], "distro", o.request.distro, "arch", o.request.arch)
+		o.request.storeDir = o.store
 		m, err = o.request.manifest(ctx, cmd, args[0], toolLog)
 		if err != nil {
 			return err

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kib-project/kib/internal/aptroot"
 	"github.com/kib-project/kib/internal/blueprint"
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/distro"
@@ -27,6 +29,10 @@ type requestOptions struct {
 	definitions string
 	cacheDir    string
 	size        string
+	apt         string
+	// storeDir is the store an apt root is kept in (kib build's --store);
+	// empty means <cache-dir>/store.
+	storeDir string
 }
 
 func (o *requestOptions) bind(cmd *cobra.Command) {
@@ -40,6 +46,7 @@ func (o *requestOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&o.definitions, "definitions", "", "directory of distro definitions that override the built-in ones")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "directory for kib's caches (apt metadata)")
 	f.StringVar(&o.size, "size", "", "disk size of a disk image, e.g. 4GiB (default: the blueprint's, else the definition's)")
+	f.StringVar(&o.apt, "apt", "auto", "where apt-get resolves packages: host (the machine's apt), root (a Debian root kib bootstraps from the repositories; needs root) or auto (host if it has apt-get)")
 }
 
 func defaultCacheDir() string {
@@ -87,8 +94,17 @@ func (o *requestOptions) manifest(ctx context.Context, cmd *cobra.Command, t str
 	for _, r := range o.repos {
 		req.Repositories = append(req.Repositories, resolve.Repository{Source: r})
 	}
+	aptMode, err := depsolve.ParseAptMode(o.apt)
+	if err != nil {
+		return nil, fmt.Errorf("--apt: %w", err)
+	}
+	storeDir := o.storeDir
+	if storeDir == "" {
+		storeDir = filepath.Join(o.cacheDir, "store")
+	}
+	roots := &aptroot.Bootstrapper{StoreDir: storeDir, Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))}
 	rs := &resolve.Resolver{
-		Distros: cat, Solver: &depsolve.Solver{CacheDir: o.cacheDir, Log: log},
+		Distros: cat, Solver: &depsolve.Solver{CacheDir: o.cacheDir, Log: log, Apt: aptMode, Roots: roots},
 		HostRoot: "/", KeyDir: filepath.Join(o.cacheDir, "keyrings"), AnyFile: true,
 	}
 	return rs.Manifest(ctx, req)

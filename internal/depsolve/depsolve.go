@@ -69,7 +69,50 @@ type Solver struct {
 	CacheDir string
 	// Log receives apt's progress output; nil discards it.
 	Log io.Writer
+	// Apt says where apt-get runs: AptHost, AptRoot, or AptAuto (the
+	// default): the host's apt-get if it has one, else in a root Roots makes.
+	Apt AptMode
+	// Roots makes the root apt-get runs in when not the host's.
+	Roots RootMaker
 }
+
+// AptMode says where the Solver runs apt-get.
+type AptMode string
+
+// The places apt-get can run.
+const (
+	// AptAuto runs the host's apt-get when there is one, else AptRoot.
+	AptAuto AptMode = ""
+	// AptHost runs the host's apt-get.
+	AptHost AptMode = "host"
+	// AptRoot runs apt-get in a Debian root kib makes from the repositories
+	// (see internal/aptroot), in a mount namespace: the host needs no apt.
+	AptRoot AptMode = "root"
+)
+
+// ParseAptMode parses an --apt value: auto, host or root.
+func ParseAptMode(s string) (AptMode, error) {
+	switch s {
+	case "auto", "":
+		return AptAuto, nil
+	case "host":
+		return AptHost, nil
+	case "root":
+		return AptRoot, nil
+	}
+	return "", fmt.Errorf("apt mode %q: want auto, host or root", s)
+}
+
+// RootMaker makes a directory tree holding apt-get for arch from the
+// packages of repos.
+type RootMaker interface {
+	AptRoot(ctx context.Context, repos []Repo, arch string) (string, error)
+}
+
+// RootHostFiles are the host's files apt in a root reads at run time (name
+// resolution); a root has empty files at these paths that the sandbox binds
+// the host's over.
+var RootHostFiles = []string{"/etc/resolv.conf", "/etc/hosts"}
 
 // NotFoundError reports packages apt could not find.
 type NotFoundError struct{ Names []string }
@@ -106,23 +149,43 @@ func (s *Solver) Solve(ctx context.Context, req Request) (*Result, error) {
 			return nil, err
 		}
 	}
-	if err := hostcmd.Check("apt-get"); err != nil {
+	inRoot, err := s.useRoot()
+	if err != nil {
 		return nil, err
 	}
-	root, unlock, err := s.prepare(req)
+	var aptRoot string
+	if inRoot {
+		if aptRoot, err = s.Roots.AptRoot(ctx, req.Repos, req.Arch); err != nil {
+			return nil, err
+		}
+	}
+	root, unlock, err := s.prepare(req, inRoot)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	env := []string{"APT_CONFIG=" + filepath.Join(root, "apt.conf"), "LC_ALL=C.UTF-8"}
-
-	out, err := hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-get", Args: []string{"update"}, Env: env, Log: s.Log})
+	apt := func(args ...string) ([]byte, error) {
+		c := hostcmd.Cmd{Path: "apt-get", Args: args, Env: env, Log: s.Log}
+		if inRoot {
+			// apt's state and file: repositories are bound at their own
+			// paths, the host's name resolution over the root's stand-ins.
+			c.Root, c.Binds, c.HostFiles = aptRoot, []string{root}, RootHostFiles
+			for _, r := range req.Repos {
+				if p, ok := strings.CutPrefix(r.URL, "file:"); ok {
+					c.Binds = append(c.Binds, filepath.Clean("/"+strings.TrimLeft(p, "/")))
+				}
+			}
+		}
+		return hostcmd.Run(ctx, c)
+	}
+	out, err := apt("update")
 	if err := updateError(req.Repos, out, err); err != nil {
 		return nil, err
 	}
 	args := []string{"-qq", "-y", "--print-uris", "-o", "Acquire::ForceHash=SHA256", "install", "--"}
 	args = append(args, req.Packages...)
-	out, err = hostcmd.Run(ctx, hostcmd.Cmd{Path: "apt-get", Args: args, Env: env, Log: s.Log})
+	out, err = apt(args...)
 	if err != nil {
 		return nil, installError(err)
 	}
@@ -140,8 +203,33 @@ func (s *Solver) Solve(ctx context.Context, req Request) (*Result, error) {
 	return &Result{Packages: pkgs, RepoDate: date}, nil
 }
 
-// prepare lays out the isolated apt root for req and locks it.
-func (s *Solver) prepare(req Request) (string, func(), error) {
+// useRoot decides where apt-get runs.
+func (s *Solver) useRoot() (bool, error) {
+	mode := s.Apt
+	if mode == AptAuto {
+		mode = AptHost
+		if hostcmd.Check("apt-get") != nil {
+			mode = AptRoot
+		}
+	}
+	switch mode {
+	case AptHost:
+		return false, hostcmd.Check("apt-get")
+	case AptRoot:
+		if s.Roots == nil {
+			return false, errors.New("depsolve: this host has no apt-get, and no apt root maker is set")
+		}
+		if os.Geteuid() != 0 {
+			return false, errors.New("depsolve: this host has no apt-get; kib runs apt in its own root then, which needs root (mount namespaces): run as root or install apt")
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("depsolve: apt mode %q: want host, root or auto", mode)
+}
+
+// prepare lays out the isolated apt state for req and locks it. inRoot adds
+// what apt in a root without users needs.
+func (s *Solver) prepare(req Request, inRoot bool) (string, func(), error) {
 	var key bytes.Buffer
 	fmt.Fprintf(&key, "arch %s\n", req.Arch)
 	lines := make([]string, len(req.Repos))
@@ -169,9 +257,34 @@ func (s *Solver) prepare(req Request) (string, func(), error) {
 		return "", nil, fmt.Errorf("depsolve cache lock: %w", err)
 	}
 	unlock := func() { lock.Close() }
+	// apt reads the keyrings kib ships from the state directory, not the
+	// host's copies; the lines the manifest records keep the repositories'
+	// own signed-by paths.
+	aptLines := make([]string, len(req.Repos))
+	for i, r := range req.Repos {
+		if len(r.Keyring) > 0 {
+			ks := sha256.Sum256(r.Keyring)
+			p := filepath.Join(root, "keyrings", hex.EncodeToString(ks[:8])+".gpg")
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				unlock()
+				return "", nil, fmt.Errorf("depsolve cache: %w", err)
+			}
+			if err := os.WriteFile(p, r.Keyring, 0o644); err != nil {
+				unlock()
+				return "", nil, fmt.Errorf("depsolve cache: %w", err)
+			}
+			r.SignedBy = p
+		}
+		aptLines[i] = r.Line()
+	}
+	sandbox := ""
+	if inRoot {
+		// No _apt user in a root made without maintainer scripts.
+		sandbox = "APT::Sandbox::User \"root\";\n"
+	}
 	files := map[string]string{
 		"var/lib/dpkg/status":  "",
-		"etc/apt/sources.list": strings.Join(lines, "\n") + "\n",
+		"etc/apt/sources.list": strings.Join(aptLines, "\n") + "\n",
 		"apt.conf": fmt.Sprintf(`Dir "%[1]s/";
 Dir::State::status "%[1]s/var/lib/dpkg/status";
 Dir::Etc::main "%[1]s/etc/apt/apt.conf";
@@ -185,7 +298,7 @@ APT::Install-Suggests "false";
 Acquire::Languages "none";
 Acquire::Retries "2";
 Debug::NoLocking "true";
-`, root, req.Arch),
+`, root, req.Arch) + sandbox,
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +131,48 @@ func TestSolveUnreachable(t *testing.T) {
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), addr) {
 		t.Fatalf("error = %v, want an UnreachableError naming %s", err, addr)
+	}
+}
+
+func TestParseAptMode(t *testing.T) {
+	for in, want := range map[string]AptMode{"": AptAuto, "auto": AptAuto, "host": AptHost, "root": AptRoot} {
+		if got, err := ParseAptMode(in); err != nil || got != want {
+			t.Errorf("ParseAptMode(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseAptMode("chroot"); err == nil || !strings.Contains(err.Error(), "auto, host or root") {
+		t.Errorf("ParseAptMode(chroot) = %v", err)
+	}
+}
+
+// A keyring kib ships is what apt reads, from the isolated state; the
+// repository's line (as the manifest records it) keeps its signed-by path.
+func TestPrepareShippedKeyring(t *testing.T) {
+	s := &Solver{CacheDir: t.TempDir()}
+	r := Repo{URL: "http://deb.debian.org/debian", Suite: "bookworm", Components: []string{"main"},
+		SignedBy: "/usr/share/keyrings/debian-archive-keyring.gpg", Keyring: []byte("key bytes")}
+	root, unlock, err := s.prepare(Request{Arch: "amd64", Repos: []Repo{r}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	list, err := os.ReadFile(filepath.Join(root, "etc/apt/sources.list"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(strings.TrimPrefix(string(list), "deb [signed-by="))
+	if len(f) == 0 || !strings.HasPrefix(f[0], filepath.Join(root, "keyrings")+"/") {
+		t.Fatalf("sources.list = %q, want signed-by in the state's keyrings", list)
+	}
+	key, err := os.ReadFile(strings.TrimSuffix(f[0], "]"))
+	if err != nil || string(key) != "key bytes" {
+		t.Errorf("keyring file = %q, %v", key, err)
+	}
+	if !strings.Contains(r.Line(), "signed-by=/usr/share/keyrings/debian-archive-keyring.gpg") {
+		t.Errorf("Line() = %q", r.Line())
+	}
+	conf, _ := os.ReadFile(filepath.Join(root, "apt.conf"))
+	if strings.Contains(string(conf), "Sandbox::User") {
+		t.Errorf("host apt gets a sandbox user override: %s", conf)
 	}
 }

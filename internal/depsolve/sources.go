@@ -25,6 +25,10 @@ type Repo struct {
 	SignedBy string `json:"signed_by,omitempty"`
 	// Trusted skips signature verification (local test repositories).
 	Trusted bool `json:"trusted,omitempty"`
+	// Keyring, if set, is the content of the SignedBy keyring as kib ships
+	// it (the distro's): apt verifies with it, never with the host's file,
+	// while SignedBy stays the path the image's apt sources name.
+	Keyring []byte `json:"-"`
 }
 
 // Flat reports whether r is a flat repository (no dists/ tree).

@@ -31,8 +31,15 @@ type Definition struct {
 	// (amd64).
 	Architectures map[string]string `yaml:"architectures"`
 	Repositories  []Repository      `yaml:"repositories"`
-	// Keyring is the OpenPGP keyring that signs the distro's repositories.
-	Keyring     string               `yaml:"keyring"`
+	// Keyring is the OpenPGP keyring that signs the distro's repositories,
+	// as the path the image's apt sources name it by.
+	Keyring string `yaml:"keyring"`
+	// KeyringFile is the keyring kib ships, relative to the definition's
+	// directory (or among kib's embedded ones); kib verifies the repositories with it (KeyringData), not
+	// with the host's copy of Keyring. Empty means the host's Keyring file.
+	KeyringFile string `yaml:"keyring_file"`
+	// KeyringData is KeyringFile's content, read by Load.
+	KeyringData []byte               `yaml:"-"`
 	Defaults    Defaults             `yaml:"defaults"`
 	PackageSets map[string][]string  `yaml:"package_sets"`
 	ImageTypes  map[string]ImageType `yaml:"image_types"`
@@ -219,6 +226,17 @@ func (c *Catalog) addFS(fsys fs.FS, where string) error {
 		if want := strings.TrimSuffix(n, ".yaml"); d.Name != want {
 			return fmt.Errorf("definition %s: name %q must match the file name %q", filepath.Join(where, n), d.Name, want)
 		}
+		if d.KeyringFile != "" {
+			// A definitions directory may name its own keyring or one kib
+			// ships.
+			d.KeyringData, err = fs.ReadFile(fsys, d.KeyringFile)
+			if errors.Is(err, fs.ErrNotExist) {
+				d.KeyringData, err = fs.ReadFile(distros.FS, d.KeyringFile)
+			}
+			if err != nil {
+				return fmt.Errorf("definition %s: keyring_file %s: not in %s nor among kib's keyrings", filepath.Join(where, n), d.KeyringFile, where)
+			}
+		}
 		c.defs[d.Name] = d
 	}
 	return nil
@@ -284,6 +302,9 @@ func (d *Definition) Validate() error {
 		if r.Fallback == "" {
 			bad("repositories[%d].fallback: required", i)
 		}
+	}
+	if d.KeyringFile != "" && !fs.ValidPath(d.KeyringFile) {
+		bad("keyring_file: %q must be a clean relative path inside the definitions' directory", d.KeyringFile)
 	}
 	if d.BuildRoot != nil {
 		if len(d.BuildRoot.Packages) == 0 {

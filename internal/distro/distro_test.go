@@ -30,6 +30,10 @@ func TestEmbedded(t *testing.T) {
 	if a, _ := d.DebArch("x86_64"); a != "amd64" {
 		t.Errorf("DebArch(x86_64) = %q", a)
 	}
+	// The archive keyring ships with kib: an OpenPGP public key packet.
+	if len(d.KeyringData) < 1000 || d.KeyringData[0]&0x80 == 0 {
+		t.Errorf("debian-12's keyring_file: %d bytes", len(d.KeyringData))
+	}
 }
 
 func TestUnknownNamesListValid(t *testing.T) {
@@ -66,6 +70,15 @@ func TestOverrideDirectory(t *testing.T) {
 	if d.Defaults.Hostname != "overridden" {
 		t.Errorf("hostname = %q, want the override's", d.Defaults.Hostname)
 	}
+	if len(d.KeyringData) == 0 {
+		t.Error("an override without keyrings/ lost kib's keyring")
+	}
+	bad := strings.Replace(string(data), "keyring_file: keyrings/debian-archive-keyring.gpg", "keyring_file: keyrings/none.gpg", 1)
+	bdir := t.TempDir()
+	os.WriteFile(filepath.Join(bdir, "debian-12.yaml"), []byte(bad), 0o644)
+	if _, err := Load(bdir); err == nil || !strings.Contains(err.Error(), "keyring_file keyrings/none.gpg") {
+		t.Errorf("Load with a missing keyring_file: %v", err)
+	}
 	os.WriteFile(filepath.Join(dir, "other.yaml"), data, 0o644)
 	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), `must match the file name "other"`) {
 		t.Errorf("Load with a misnamed file: %v", err)
@@ -84,6 +97,7 @@ func TestValidate(t *testing.T) {
 		{"package set", "package_sets: [base]", "package_sets: [nope]", `"nope" is not defined`},
 		{"level", "level: 2", "level: 12", "compression.level"},
 		{"os", "os: debian", "os: plan9", `os: "plan9"`},
+		{"keyring file", "keyring_file: keyrings/", "keyring_file: ../", "keyring_file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

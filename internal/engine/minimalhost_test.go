@@ -16,9 +16,12 @@ import (
 
 // TestBuildOnMinimalHost builds a qcow2 image twice from one manifest: on
 // this host, and with kib alone in an otherwise empty root (no shell, no
-// mke2fs, no GRUB, no qemu-img, no dpkg, no libraries: only the kernel and
-// kib). Every tool runs in the manifest's pinned build root, so the two
-// images are the same bits, and build-info.json names the build root.
+// apt, no keyring, no mke2fs, no GRUB, no qemu-img, no dpkg, no libraries:
+// only the kernel, kib and the resolver's configuration). Every tool runs in
+// the manifest's pinned build root, so the two images are the same bits, and
+// build-info.json names the build root. In the minimal root, `kib manifest`
+// first resolves the same request with apt in a root kib bootstraps, and
+// prints the same manifest bytes as the host's apt.
 func TestBuildOnMinimalHost(t *testing.T) {
 	// Two cold qcow2 builds and a static kib: its own target, make
 	// test-minimal-host, keeps it out of make test's time.
@@ -66,10 +69,22 @@ func TestBuildOnMinimalHost(t *testing.T) {
 	if out, err := gob.CombinedOutput(); err != nil {
 		t.Fatalf("building kib: %v\n%s", err, out)
 	}
-	for _, d := range []string{"proc", "dev", "sys", "tmp", "out"} {
+	for _, d := range []string{"proc", "dev", "sys", "tmp", "out", "etc"} {
 		if err := os.Mkdir(filepath.Join(min, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Name resolution, which any host has; kib's own resolver (Go's) and
+	// apt in its root read it.
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(min, "etc/resolv.conf"), resolv, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(min, "blueprint.toml"), []byte(testBlueprint), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(min, "manifest.json"), raw, 0o644); err != nil {
 		t.Fatal(err)
@@ -81,23 +96,41 @@ func TestBuildOnMinimalHost(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if got := strings.Join(names, " "); got != "dev kib manifest.json out proc store sys tmp" {
+	if got := strings.Join(names, " "); got != "blueprint.toml dev etc kib manifest.json out proc store sys tmp" {
 		t.Fatalf("minimal root holds %s", got)
 	}
 	// The test harness enters the root with the host's unshare, making it a
-	// mount point as a container's root is; inside it, kib is alone.
-	script := `mount --bind "$1" "$1" && mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && mount --rbind /sys "$1/sys" && ` +
-		`PATH=/ exec /usr/sbin/chroot "$1" /kib build --manifest /manifest.json --store /store --output-dir /out`
-	cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", min)
-	// The harness's own tools (sh, mount, chroot) come from the host; kib
-	// inside the root gets PATH=/, where nothing but kib is.
-	cmd.Env = []string{"HOME=/", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kib in a minimal root: %v\n%s", err, out.String())
+	// mount point as a container's root is; inside it, kib is alone. The
+	// command's output goes to $2 (a host path).
+	inRoot := func(what, out string, args ...string) {
+		t.Helper()
+		script := `mount --bind "$1" "$1" && mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && mount --rbind /sys "$1/sys" && ` +
+			`root=$1 out=$2 && shift 2 && PATH=/ exec /usr/sbin/chroot "$root" /kib "$@" >"$out"`
+		cmd := exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", min, out}, args...)...)
+		// The harness's own tools (sh, mount, chroot) come from the host;
+		// kib inside the root gets PATH=/, where nothing but kib is.
+		cmd.Env = []string{"HOME=/", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		var log bytes.Buffer
+		cmd.Stderr = &log
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("kib %s in a minimal root: %v\n%s", what, err, log.String())
+		}
+		t.Logf("kib %s in a minimal root:\n%s", what, log.String())
 	}
-	t.Logf("kib in a minimal root:\n%s", out.String())
+
+	// No apt and no keyring here: kib bootstraps apt's root from the
+	// archive, verified with the keyring it ships.
+	minManifest := filepath.Join(root, "manifest-minimal-host.json")
+	inRoot("manifest", minManifest, "manifest", "--blueprint", "/blueprint.toml", "qcow2")
+	got, err := os.ReadFile(minManifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(got), raw) {
+		t.Errorf("kib manifest in the minimal root (apt in kib's root) differs from the host's apt's manifest:\n%s\nvs\n%s", got, raw)
+	}
+
+	inRoot("build", filepath.Join(root, "build-minimal-host.out"), "build", "--manifest", "/manifest.json", "--store", "/store", "--output-dir", "/out")
 	var minInfo buildinfo.BuildInfo
 	data, err := os.ReadFile(filepath.Join(min, "out", full.Export.Name, "build-info.json"))
 	if err != nil {

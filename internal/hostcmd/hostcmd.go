@@ -119,6 +119,10 @@ type Cmd struct {
 	// Binds are the host directories (absolute) the tool works in, bound at
 	// their own paths inside Root.
 	Binds []string
+	// HostFiles are host files (/etc/resolv.conf) bound read-only over
+	// Root's files of the same path, which must exist; a file the host
+	// lacks is left as Root has it.
+	HostFiles []string
 }
 
 // Error is returned when a command fails; it keeps the tail of its stderr.

@@ -30,6 +30,8 @@ type sandboxSpec struct {
 	Stage string `json:"stage"`
 	// Binds are host directories bound read-write at the same path.
 	Binds []string `json:"binds"`
+	// Files are host files bound read-only over the root's.
+	Files []string `json:"files,omitempty"`
 	// Dir is the working directory inside the new root.
 	Dir  string   `json:"dir"`
 	Path string   `json:"path"`
@@ -130,6 +132,21 @@ func enterSandbox(s *sandboxSpec) error {
 			return err
 		}
 	}
+	for _, f := range s.Files {
+		dst := filepath.Join(nr, f)
+		if _, err := os.Stat(f); err != nil {
+			continue // the host has none: the root's stays
+		}
+		if fi, err := os.Stat(dst); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("binding %s: the build root has no file there to bind over", f)
+		}
+		if err := syscall.Mount(f, dst, "", syscall.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding %s: %w", f, err)
+		}
+		if err := syscall.Mount("", dst, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("making %s read-only: %w", f, err)
+		}
+	}
 	if err := syscall.Chroot(nr); err != nil {
 		return fmt.Errorf("chroot: %w", err)
 	}
@@ -164,7 +181,7 @@ func sandboxed(c Cmd) (path string, env []string, attr *syscall.SysProcAttr, cle
 	if err != nil {
 		return "", nil, nil, nil, err
 	}
-	spec, err := json.Marshal(sandboxSpec{Root: c.Root, Stage: stage, Binds: c.Binds, Dir: c.Dir, Path: c.Path, Args: c.Args})
+	spec, err := json.Marshal(sandboxSpec{Root: c.Root, Stage: stage, Binds: c.Binds, Files: c.HostFiles, Dir: c.Dir, Path: c.Path, Args: c.Args})
 	if err != nil {
 		os.Remove(stage)
 		return "", nil, nil, nil, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kib-project/kib/internal/aptroot"
 	"github.com/kib-project/kib/internal/blueprint"
 	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/depsolve"
@@ -86,7 +87,7 @@ func (b *EngineBuilder) Build(ctx context.Context, req BuildRequest) ([]BuiltIma
 			return nil, fmt.Errorf("opts.blueprint: %w", err)
 		}
 	}
-	solver := &depsolve.Solver{CacheDir: b.CacheDir, Log: req.ToolLog}
+	solver := &depsolve.Solver{CacheDir: b.CacheDir, Log: req.ToolLog, Roots: &aptroot.Bootstrapper{Store: b.Store, Log: req.Log}}
 	eng := &engine.Engine{Store: b.Store, Log: req.Log, ToolLog: req.ToolLog}
 	var out []BuiltImage
 	for _, t := range req.Types {

@@ -63,7 +63,7 @@ func ResolveRepos(def *distro.Definition, host []depsolve.SourceEntry, flags []s
 				return nil, err
 			}
 			if !r.Trusted && r.SignedBy == "" {
-				r.SignedBy = def.Keyring
+				r.SignedBy, r.Keyring = def.Keyring, def.KeyringData
 			}
 			repos = append(repos, r)
 		}
@@ -75,7 +75,7 @@ func ResolveRepos(def *distro.Definition, host []depsolve.SourceEntry, flags []s
 		if url == "" {
 			url = strings.TrimRight(dr.Fallback, "/")
 		}
-		repos = append(repos, depsolve.Repo{URL: url, Suite: dr.Suite, Components: dr.Components, SignedBy: def.Keyring})
+		repos = append(repos, depsolve.Repo{URL: url, Suite: dr.Suite, Components: dr.Components, SignedBy: def.Keyring, Keyring: def.KeyringData})
 	}
 	return repos, nil
 }

@@ -209,7 +209,7 @@ func (r *Resolver) repos(def *distro.Definition, list []Repository) ([]depsolve.
 			d.SignedBy, d.Trusted = k.HostPath, false
 			keys = append(keys, k)
 		} else if !d.Trusted && d.SignedBy == "" {
-			d.SignedBy = def.Keyring
+			d.SignedBy, d.Keyring = def.Keyring, def.KeyringData
 		}
 		repos = append(repos, d)
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/kib-project/kib/internal/aptroot"
 	"github.com/kib-project/kib/internal/blueprint"
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/distro"
@@ -98,7 +99,7 @@ func (b *EngineBuilder) Build(ctx context.Context, a *jobs.BuildArgs) (*jobs.Bui
 	// The engine's log goes with the job's result, not to the service log.
 	log := slog.New(slog.NewTextHandler(logBuf, nil)).With("job", a.JobID)
 	rs := &resolve.Resolver{
-		Distros: b.Distros, Solver: &depsolve.Solver{CacheDir: b.CacheDir, Log: logBuf},
+		Distros: b.Distros, Solver: &depsolve.Solver{CacheDir: b.CacheDir, Log: logBuf, Roots: &aptroot.Bootstrapper{Store: b.Store, Log: log}},
 		HostRoot: "/", KeyDir: filepath.Join(b.CacheDir, "keyrings"), FileRoots: b.FileRoots, AnyFile: b.AnyFile,
 	}
 	m, err := rs.Manifest(ctx, req)
