@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -130,5 +131,23 @@ func TestTimezoneNTPAndKeyboard(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(tree, "etc/default/keyboard")); !strings.Contains(string(b), `XKBLAYOUT="de"`) {
 		t.Errorf("/etc/default/keyboard = %q", b)
+	}
+}
+
+// TestEveryOptionsTypeRuns checks that every stage type with options in
+// stageopt runs here, and that each stage reads the pipelines its options
+// name: a type defined over its options type does not inherit InputNames.
+func TestEveryOptionsTypeRuns(t *testing.T) {
+	if got, want := Types(), stageopt.Types(); !slices.Equal(got, want) {
+		t.Fatalf("stage types %v, options types %v", got, want)
+	}
+	for _, name := range Types() {
+		opts := registry[name].opts()
+		s := registry[name].run(opts)
+		_, optsRead := opts.(stageopt.InputReader)
+		_, stageReads := s.(InputReader)
+		if optsRead != stageReads {
+			t.Errorf("%s: options name input pipelines: %v; stage reads them: %v", name, optsRead, stageReads)
+		}
 	}
 }
