@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/kib-project/kib/internal/boottest"
 	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
 func main() {
@@ -57,10 +59,10 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64,
 	env := &stages.Env{Out: out, Work: work, Inputs: map[string]string{"os": tree},
 		SourceDateEpoch: sde, Seed: seed, Arch: "amd64",
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	h := stages.HybridDisk{Filename: "disk.raw", Size: sizeMiB * stages.MiB, Seed: seed, Source: "os",
+	h := stageopt.HybridDisk{Filename: "disk.raw", Size: sizeMiB * stageopt.MiB, Seed: seed, Source: "os",
 		KernelOptions: "ro console=tty0 console=ttyS0,115200"}
 	// The root tree pipeline's last stage: /etc/fstab for this disk.
-	if err := h.Fstab().Run(ctx, &stages.Env{Tree: tree, SourceDateEpoch: sde, Seed: seed, Arch: "amd64", Log: env.Log}); err != nil {
+	if err := (*stages.Fstab)(h.Fstab()).Run(ctx, &stages.Env{Tree: tree, SourceDateEpoch: sde, Seed: seed, Arch: "amd64", Log: env.Log}); err != nil {
 		return fmt.Errorf("fstab: %w", err)
 	}
 	plan, err := h.Plan()
@@ -71,23 +73,23 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64,
 	case "grub-efi":
 	case "systemd-boot":
 		for i, s := range plan {
-			if g, ok := s.Options.(*stages.GrubEFI); ok {
-				plan[i] = stages.StageSpec{Type: "systemd-boot", Options: &stages.SystemdBoot{Filename: g.Filename, ESPOffset: g.ESPOffset, GrubConfig: g.GrubConfig}}
+			if g, ok := s.Options.(*stageopt.GrubEFI); ok {
+				plan[i] = stageopt.StageSpec{Type: "systemd-boot", Options: &stageopt.SystemdBoot{Filename: g.Filename, ESPOffset: g.ESPOffset, GrubConfig: g.GrubConfig}}
 			}
 		}
 	default:
 		return fmt.Errorf("-efi: want grub-efi or systemd-boot, got %q", efi)
 	}
-	plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "disk.qcow2"}, Format: "qcow2"}})
+	plan = append(plan, stageopt.StageSpec{Type: "qemu-img", Options: &stageopt.QemuImg{Conversion: stageopt.Conversion{InputFilename: "disk.raw", Filename: "disk.qcow2"}, Format: "qcow2"}})
 	for _, e := range strings.Split(exports, ",") {
 		switch e {
 		case "":
 		case "vpc":
-			plan = append(plan, stages.StageSpec{Type: "qemu-img", Options: &stages.QemuImg{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "disk.vhd"}, Format: "vpc", UUID: stages.UUIDFromSeed(seed, "vhd")}})
+			plan = append(plan, stageopt.StageSpec{Type: "qemu-img", Options: &stageopt.QemuImg{Conversion: stageopt.Conversion{InputFilename: "disk.raw", Filename: "disk.vhd"}, Format: "vpc", UUID: stageopt.UUIDFromSeed(seed, "vhd")}})
 		case "gce":
-			plan = append(plan, stages.StageSpec{Type: "gce-tar", Options: &stages.GCETar{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "image.tar.gz"}}})
+			plan = append(plan, stageopt.StageSpec{Type: "gce-tar", Options: &stageopt.GCETar{Conversion: stageopt.Conversion{InputFilename: "disk.raw", Filename: "image.tar.gz"}}})
 		case "xz":
-			plan = append(plan, stages.StageSpec{Type: "xz", Options: &stages.XZ{Conversion: stages.Conversion{InputFilename: "disk.raw", Filename: "disk.raw.xz"}}})
+			plan = append(plan, stageopt.StageSpec{Type: "xz", Options: &stageopt.XZ{Conversion: stageopt.Conversion{InputFilename: "disk.raw", Filename: "disk.raw.xz"}}})
 		default:
 			return fmt.Errorf("-exports: unknown export %q (want vpc, gce or xz)", e)
 		}
@@ -95,11 +97,15 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64,
 	total := time.Now()
 	for _, s := range plan {
 		t := time.Now()
-		if err := s.Options.Run(ctx, env); err != nil {
+		st, err := stage(s)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Type, err)
+		}
+		if err := st.Run(ctx, env); err != nil {
 			return fmt.Errorf("%s: %w", s.Type, err)
 		}
 		name := s.Type
-		if q, ok := s.Options.(*stages.QemuImg); ok {
+		if q, ok := s.Options.(*stageopt.QemuImg); ok {
 			name += ":" + q.Format
 		}
 		fmt.Printf("STAGE %-14s %7.3fs\n", name, time.Since(t).Seconds())
@@ -107,6 +113,16 @@ func run(ctx context.Context, tree, out string, sizeMiB uint64, seed, sde int64,
 	fmt.Printf("TOTAL %-10s %7.3fs\n", "kib", time.Since(total).Seconds())
 	fmt.Printf("ROOT_UUID %s\n", h.RootUUID())
 	return nil
+}
+
+// stage makes the runnable stage of a plan entry through the registry, as
+// the engine does.
+func stage(s stageopt.StageSpec) (stages.Stage, error) {
+	raw, err := json.Marshal(s.Options)
+	if err != nil {
+		return nil, err
+	}
+	return stages.New(s.Type, raw)
 }
 
 // bootAll boots image once per firmware and prints the times.

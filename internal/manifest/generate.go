@@ -11,7 +11,7 @@ import (
 	"github.com/kib-project/kib/internal/blueprint"
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/distro"
-	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/stageopt"
 	"github.com/kib-project/kib/internal/version"
 )
 
@@ -97,9 +97,9 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 	}
 	c := customizations(def, req.Blueprint)
 	for _, k := range req.Keyrings {
-		c.files = append(c.files, stages.FileSpec{Path: k.ImagePath, Data: k.Data, Mode: "0644"})
+		c.files = append(c.files, stageopt.FileSpec{Path: k.ImagePath, Data: k.Data, Mode: "0644"})
 	}
-	var disk *stages.HybridDisk
+	var disk *stageopt.HybridDisk
 	if it.Recipe == "disk" {
 		if disk, err = hybridDisk(it, req, c); err != nil {
 			return nil, err
@@ -142,7 +142,7 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		if err != nil {
 			return nil, fmt.Errorf("build root: %w", err)
 		}
-		unpack := stages.DebsUnpack{Alternatives: br.Alternatives}
+		unpack := stageopt.DebsUnpack{Alternatives: br.Alternatives}
 		for _, p := range bres.Packages {
 			m.Sources.BuildDebs = append(m.Sources.BuildDebs, Deb(p))
 			unpack.Debs = append(unpack.Debs, p.SHA256)
@@ -165,15 +165,15 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		opts any
 		when bool
 	}{
-		{"mmdebstrap", stages.Mmdebstrap{Suite: def.Codename, Packages: names, Debs: debs}, true},
-		{"hostname", stages.Hostname{Hostname: c.hostname}, true},
-		{"timezone", stages.Timezone{Zone: c.timezone, NTPServers: c.ntpServers}, true},
-		{"locale", stages.Locale{Language: c.language, Keyboard: c.keyboard}, true},
-		{"users", stages.Users{Groups: c.groups, Users: c.users}, len(c.users)+len(c.groups) > 0},
-		{"files", stages.Files{Files: c.files}, len(c.files) > 0},
-		{"services", stages.Services{Enabled: c.enabled, Disabled: c.disabled}, len(c.enabled)+len(c.disabled) > 0},
+		{"mmdebstrap", stageopt.Mmdebstrap{Suite: def.Codename, Packages: names, Debs: debs}, true},
+		{"hostname", stageopt.Hostname{Hostname: c.hostname}, true},
+		{"timezone", stageopt.Timezone{Zone: c.timezone, NTPServers: c.ntpServers}, true},
+		{"locale", stageopt.Locale{Language: c.language, Keyboard: c.keyboard}, true},
+		{"users", stageopt.Users{Groups: c.groups, Users: c.users}, len(c.users)+len(c.groups) > 0},
+		{"files", stageopt.Files{Files: c.files}, len(c.files) > 0},
+		{"services", stageopt.Services{Enabled: c.enabled, Disabled: c.disabled}, len(c.enabled)+len(c.disabled) > 0},
 		{"fstab", fstab, disk != nil},
-		{"debian-finalize", stages.DebianFinalize{Sources: imageSources(req.Repos, req.Keyrings), KernelCmdline: kernelCmdline(disk, c.cmdline)}, true},
+		{"debian-finalize", stageopt.DebianFinalize{Sources: imageSources(req.Repos, req.Keyrings), KernelCmdline: kernelCmdline(disk, c.cmdline)}, true},
 	}
 	for _, s := range steps {
 		if s.when {
@@ -186,10 +186,10 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 	out := Pipeline{Name: it.Export, Kind: KindFile, Build: build}
 	switch it.Recipe {
 	case "tar":
-		err = add(&out, "tar", stages.Tar{Source: "os", Filename: it.Filename, Compression: it.Compression.Format, Level: it.Compression.Level})
+		err = add(&out, "tar", stageopt.Tar{Source: "os", Filename: it.Filename, Compression: it.Compression.Format, Level: it.Compression.Level})
 	case "container":
 		ct := it.Container
-		err = add(&out, "oci-archive", stages.OCIArchive{Source: "os", Filename: it.Filename, Ref: ct.Ref,
+		err = add(&out, "oci-archive", stageopt.OCIArchive{Source: "os", Filename: it.Filename, Ref: ct.Ref,
 			Cmd: ct.Cmd, Entrypoint: ct.Entrypoint, Env: ct.Env, WorkingDir: ct.WorkingDir,
 			Exclude: []string{"./dev/*"}})
 	case "disk":
@@ -248,9 +248,9 @@ type custom struct {
 	minSize                                         int64
 	hostname, timezone, language, keyboard, cmdline string
 	ntpServers                                      []string
-	users                                           []stages.UserSpec
-	groups                                          []stages.GroupSpec
-	files                                           []stages.FileSpec
+	users                                           []stageopt.UserSpec
+	groups                                          []stageopt.GroupSpec
+	files                                           []stageopt.FileSpec
 	enabled, disabled                               []string
 	extraPackages                                   []string
 }
@@ -291,19 +291,19 @@ func customizations(def *distro.Definition, bp *blueprint.Blueprint) custom {
 			c.language = bc.Locale.Languages[0]
 		}
 		c.keyboard = bc.Locale.Keyboard
-		if l := (stages.Locale{Language: c.language}); !l.Builtin() {
+		if l := (stageopt.Locale{Language: c.language}); !l.Builtin() {
 			c.extraPackages = append(c.extraPackages, "locales")
 		}
 	}
 	for _, g := range bc.Group {
-		c.groups = append(c.groups, stages.GroupSpec{Name: g.Name, GID: g.GID})
+		c.groups = append(c.groups, stageopt.GroupSpec{Name: g.Name, GID: g.GID})
 	}
 	for _, u := range bc.User {
-		c.users = append(c.users, stages.UserSpec{Name: u.Name, Description: u.Description, Password: u.Password,
+		c.users = append(c.users, stageopt.UserSpec{Name: u.Name, Description: u.Description, Password: u.Password,
 			Keys: u.AllKeys(), Home: u.Home, Shell: u.Shell, Groups: u.Groups, UID: u.UID, GID: u.GID})
 	}
 	for _, f := range bc.Files {
-		c.files = append(c.files, stages.FileSpec{Path: f.Path, Data: f.Data, Mode: fmt.Sprintf("%04o", f.FileMode()), User: f.User, Group: f.Group})
+		c.files = append(c.files, stageopt.FileSpec{Path: f.Path, Data: f.Data, Mode: fmt.Sprintf("%04o", f.FileMode()), User: f.User, Group: f.Group})
 	}
 	if bc.Services != nil {
 		c.enabled, c.disabled = bc.Services.Enabled, bc.Services.Disabled
@@ -336,7 +336,7 @@ const rawName = "disk.raw"
 // hybridDisk returns the disk layout of a disk image type: the size from the
 // request, the blueprint or the definition (rounded up to 1 MiB), the kernel
 // options from the definition and the blueprint.
-func hybridDisk(it distro.ImageType, req Request, c custom) (*stages.HybridDisk, error) {
+func hybridDisk(it distro.ImageType, req Request, c custom) (*stageopt.HybridDisk, error) {
 	size, err := blueprint.ParseSize(it.Size)
 	if err != nil {
 		return nil, fmt.Errorf("definition size: %w", err)
@@ -361,10 +361,10 @@ func hybridDisk(it distro.ImageType, req Request, c custom) (*stages.HybridDisk,
 	if it.Disk.Format == "raw" {
 		file = it.Filename
 	}
-	return &stages.HybridDisk{Filename: file, Size: uint64(size), Seed: seed, Source: "os", KernelOptions: opts}, nil
+	return &stageopt.HybridDisk{Filename: file, Size: uint64(size), Seed: seed, Source: "os", KernelOptions: opts}, nil
 }
 
-func kernelCmdline(disk *stages.HybridDisk, custom string) string {
+func kernelCmdline(disk *stageopt.HybridDisk, custom string) string {
 	if disk == nil {
 		return custom
 	}
@@ -373,7 +373,7 @@ func kernelCmdline(disk *stages.HybridDisk, custom string) string {
 
 // diskPipelines adds the pipelines of a disk image: "image", the raw disk
 // assembled from the os tree, then the conversion the format needs.
-func diskPipelines(m *Manifest, it distro.ImageType, disk *stages.HybridDisk, build string, add func(*Pipeline, string, any) error) error {
+func diskPipelines(m *Manifest, it distro.ImageType, disk *stageopt.HybridDisk, build string, add func(*Pipeline, string, any) error) error {
 	specs, err := disk.Plan()
 	if err != nil {
 		return fmt.Errorf("disk layout: %w", err)
@@ -394,14 +394,14 @@ func diskPipelines(m *Manifest, it distro.ImageType, disk *stages.HybridDisk, bu
 	conv := Pipeline{Name: it.Export, Kind: KindFile, Build: build}
 	switch it.Disk.Format {
 	case "qcow2":
-		err = add(&conv, "qemu-img", stages.QemuImg{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Format: "qcow2"})
+		err = add(&conv, "qemu-img", stageopt.QemuImg{Conversion: stageopt.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Format: "qcow2"})
 	case "vpc":
-		err = add(&conv, "qemu-img", stages.QemuImg{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Format: "vpc",
-			UUID: stages.UUIDFromSeed(disk.Seed, "vhd")})
+		err = add(&conv, "qemu-img", stageopt.QemuImg{Conversion: stageopt.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Format: "vpc",
+			UUID: stageopt.UUIDFromSeed(disk.Seed, "vhd")})
 	case "xz":
-		err = add(&conv, "xz", stages.XZ{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Level: it.Disk.Level})
+		err = add(&conv, "xz", stageopt.XZ{Conversion: stageopt.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Level: it.Disk.Level})
 	case "gce":
-		err = add(&conv, "gce-tar", stages.GCETar{Conversion: stages.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Level: it.Disk.Level})
+		err = add(&conv, "gce-tar", stageopt.GCETar{Conversion: stageopt.Conversion{Input: "image", InputFilename: rawName, Filename: it.Filename}, Level: it.Disk.Level})
 	default:
 		err = fmt.Errorf("disk format %q has no pipeline", it.Disk.Format)
 	}

@@ -15,7 +15,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
 // FormatVersion is the version of the manifest format this kib writes and
@@ -272,7 +272,7 @@ func (m *Manifest) Validate() error {
 		}
 		for j, st := range pl.Stages {
 			sf := fmt.Sprintf("%s.stages[%d]", f, j)
-			s, err := stages.New(st.Type, st.Options)
+			s, err := stageopt.New(st.Type, st.Options)
 			if err != nil {
 				bad("%s (%s): %v", sf, st.Type, err)
 				continue
@@ -284,9 +284,9 @@ func (m *Manifest) Validate() error {
 			}
 			var used []string
 			switch x := s.(type) {
-			case *stages.Mmdebstrap:
+			case *stageopt.Mmdebstrap:
 				used = x.Debs
-			case *stages.DebsUnpack:
+			case *stageopt.DebsUnpack:
 				used = x.Debs
 			}
 			for k, d := range used {
@@ -323,8 +323,8 @@ func (m *Manifest) Validate() error {
 }
 
 // stageInputs returns the pipelines a stage reads.
-func stageInputs(s stages.Stage) []string {
-	if in, ok := s.(stages.InputReader); ok {
+func stageInputs(s any) []string {
+	if in, ok := s.(stageopt.InputReader); ok {
 		return in.InputNames()
 	}
 	return nil

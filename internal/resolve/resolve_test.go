@@ -12,7 +12,7 @@ import (
 	"github.com/kib-project/kib/internal/blueprint"
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/distro"
-	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
 // recordingSolver returns one pinned package and keeps the request, so a
@@ -87,11 +87,11 @@ func TestManifestHonoursTheRequest(t *testing.T) {
 	if !strings.Contains(strings.Join(s.got.Packages, " "), "systemd-timesyncd") {
 		t.Errorf("packages %v lack systemd-timesyncd for ntpservers", s.got.Packages)
 	}
-	var tz stages.Timezone
-	var loc stages.Locale
-	var files stages.Files
-	var fin stages.DebianFinalize
-	var disk stages.GPT
+	var tz stageopt.Timezone
+	var loc stageopt.Locale
+	var files stageopt.Files
+	var fin stageopt.DebianFinalize
+	var disk stageopt.GPT
 	for _, p := range m.Pipelines {
 		for _, st := range p.Stages {
 			switch st.Type {

@@ -15,11 +15,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
 // assembled builds the small hybrid disk from a fresh tree and returns the
 // env, plan and disk path.
-func assembled(t *testing.T, seed int64) (*Env, HybridDisk, string) {
+func assembled(t *testing.T, seed int64) (*Env, stageopt.HybridDisk, string) {
 	t.Helper()
 	env := newEnv(t)
 	tree := filepath.Join(t.TempDir(), "tree")
@@ -37,7 +39,7 @@ func TestExt4(t *testing.T) {
 	hdr := cmdOut(t, "dumpe2fs", "-h", dev)
 	for _, want := range []string{
 		"Filesystem UUID:          " + h.RootUUID(),
-		"Directory Hash Seed:      " + UUIDFromSeed(h.Seed, "fs-root-hash-seed"),
+		"Directory Hash Seed:      " + stageopt.UUIDFromSeed(h.Seed, "fs-root-hash-seed"),
 		"Filesystem volume name:   root",
 		"Block size:               4096",
 		"Filesystem created:       Mon May 20 00:00:00 2024",
@@ -254,13 +256,13 @@ func TestQemuImg(t *testing.T) {
 	f.WriteAt([]byte("head"), 0)
 	f.WriteAt([]byte("tail"), 3*MiB+4000)
 	f.Close()
-	uuid := UUIDFromSeed(1, "vhd")
+	uuid := stageopt.UUIDFromSeed(1, "vhd")
 	for _, tt := range []struct {
 		format, file string
 		opts         *QemuImg
 	}{
-		{"qcow2", "disk.qcow2", &QemuImg{Conversion: Conversion{InputFilename: "in.raw", Filename: "disk.qcow2"}, Format: "qcow2"}},
-		{"vpc", "disk.vhd", &QemuImg{Conversion: Conversion{InputFilename: "in.raw", Filename: "disk.vhd"}, Format: "vpc", UUID: uuid}},
+		{"qcow2", "disk.qcow2", &QemuImg{Conversion: stageopt.Conversion{InputFilename: "in.raw", Filename: "disk.qcow2"}, Format: "qcow2"}},
+		{"vpc", "disk.vhd", &QemuImg{Conversion: stageopt.Conversion{InputFilename: "in.raw", Filename: "disk.vhd"}, Format: "vpc", UUID: uuid}},
 	} {
 		t.Run(tt.format, func(t *testing.T) {
 			runStage(t, env, "qemu-img", tt.opts)
@@ -324,7 +326,7 @@ func TestXZ(t *testing.T) {
 	in := t.TempDir()
 	env.Inputs["image"] = in
 	raw := sparseInput(t, env, in)
-	opts := &XZ{Conversion: Conversion{Input: "image", InputFilename: "disk.raw", Filename: "disk.raw.xz"}, Level: 1, BlockSize: 4 * MiB}
+	opts := &XZ{Conversion: stageopt.Conversion{Input: "image", InputFilename: "disk.raw", Filename: "disk.raw.xz"}, Level: 1, BlockSize: 4 * MiB}
 	runStage(t, env, "xz", opts)
 	out := filepath.Join(env.Out, "disk.raw.xz")
 	first := fileSHA(t, out)
@@ -347,7 +349,7 @@ func TestGCETar(t *testing.T) {
 	raw := sparseInput(t, env, in)
 	os.Rename(raw, filepath.Join(in, "image.raw"))
 	raw = filepath.Join(in, "image.raw")
-	opts := &GCETar{Conversion: Conversion{Input: "image", InputFilename: "image.raw", Filename: "image.tar.gz"}}
+	opts := &GCETar{Conversion: stageopt.Conversion{Input: "image", InputFilename: "image.raw", Filename: "image.tar.gz"}}
 	runStage(t, env, "gce-tar", opts)
 	out := filepath.Join(env.Out, "image.tar.gz")
 	first := fileSHA(t, out)
@@ -411,8 +413,8 @@ func TestFstab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := VolumeIDFromSeed(9, "fs-esp")
-	want := "UUID=" + UUIDFromSeed(9, "fs-root") + " / ext4 errors=remount-ro 0 1\n" +
+	v := stageopt.VolumeIDFromSeed(9, "fs-esp")
+	want := "UUID=" + stageopt.UUIDFromSeed(9, "fs-root") + " / ext4 errors=remount-ro 0 1\n" +
 		"UUID=" + v[:4] + "-" + v[4:] + " /boot/efi vfat umask=0077,nofail 0 2\n"
 	if string(got) != want {
 		t.Errorf("fstab:\n%s\nwant:\n%s", got, want)
@@ -430,7 +432,7 @@ func TestReproducible(t *testing.T) {
 	var sums [2][2]string
 	for i := range sums {
 		env, h, disk := assembled(t, 11)
-		runStage(t, env, "qemu-img", &QemuImg{Conversion: Conversion{InputFilename: h.Filename, Filename: "disk.qcow2"}, Format: "qcow2"})
+		runStage(t, env, "qemu-img", &QemuImg{Conversion: stageopt.Conversion{InputFilename: h.Filename, Filename: "disk.qcow2"}, Format: "qcow2"})
 		sums[i] = [2]string{fileSHA(t, disk), fileSHA(t, filepath.Join(env.Out, "disk.qcow2"))}
 		time.Sleep(1100 * time.Millisecond)
 	}
@@ -455,7 +457,7 @@ func TestFailureLeavesNothing(t *testing.T) {
 		h := smallDisk(1)
 		plan, _ := h.Plan()
 		runStage(t, env, "gpt", plan[0].Options)
-		ext4 := *plan[2].Options.(*Ext4)
+		ext4 := *plan[2].Options.(*stageopt.Ext4)
 		ext4.Size = MiB
 		err := newStage(t, "ext4", &ext4).Run(context.Background(), env)
 		if err == nil {
@@ -468,7 +470,7 @@ func TestFailureLeavesNothing(t *testing.T) {
 		sparseInput(t, env, env.Out)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		err := newStage(t, "xz", &XZ{Conversion: Conversion{InputFilename: "disk.raw", Filename: "disk.raw.xz"}}).Run(ctx, env)
+		err := newStage(t, "xz", &XZ{Conversion: stageopt.Conversion{InputFilename: "disk.raw", Filename: "disk.raw.xz"}}).Run(ctx, env)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
@@ -527,7 +529,7 @@ func TestSystemdBoot(t *testing.T) {
 	env, h, disk := assembled(t, 6)
 	ext, _ := h.Layout()
 	runStage(t, env, "systemd-boot", &SystemdBoot{Filename: h.Filename, ESPOffset: ext[1].Start, Title: "Debian (kib)",
-		GrubConfig: GrubConfig{Source: "os", RootUUID: h.RootUUID(), KernelOptions: "ro console=ttyS0,115200"}})
+		GrubConfig: stageopt.GrubConfig{Source: "os", RootUUID: h.RootUUID(), KernelOptions: "ro console=ttyS0,115200"}})
 	img := fatImage(disk, ext[1].Start)
 	list := cmdOut(t, "mdir", "-/", "-b", "-i", img, "::/")
 	for _, want := range []string{"::/EFI/BOOT/BOOTX64.EFI", "::/EFI/systemd/systemd-bootx64.efi", "::/loader/loader.conf",

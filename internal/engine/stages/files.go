@@ -2,41 +2,19 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-// Files writes files into the image.
-type Files struct {
-	Files []FileSpec `json:"files"`
-}
+// Files is the files stage; its options are stageopt.Files.
+type Files stageopt.Files
 
-// FileSpec is one file: its path in the image, content, mode and owner.
-type FileSpec struct {
-	Path  string `json:"path"`
-	Data  string `json:"data"`
-	Mode  string `json:"mode"`
-	User  string `json:"user,omitempty"`
-	Group string `json:"group,omitempty"`
-}
-
-func init() { register[Files]("files") }
-
-// Validate checks the options.
-func (f *Files) Validate() error {
-	var errs []error
-	for i, fs := range f.Files {
-		if _, err := imagePath("/", fs.Path); err != nil || fs.Path == "/" {
-			errs = append(errs, fmt.Errorf("files[%d].path: %q must be an absolute, clean path below /", i, fs.Path))
-		}
-		if m, err := strconv.ParseUint(fs.Mode, 8, 32); err != nil || m > 0o7777 {
-			errs = append(errs, fmt.Errorf("files[%d].mode: %q must be an octal mode such as 0644", i, fs.Mode))
-		}
-	}
-	return errors.Join(errs...)
+func init() {
+	register("files", func(o *stageopt.Files) Stage { return (*Files)(o) })
 }
 
 // Run writes the files, creating parent directories, and sets their owners.

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-func init() { register[GrubBIOS]("grub-bios") }
-
-// GrubBIOS checks its options when the manifest is decoded.
-var _ validator = (*GrubBIOS)(nil)
+func init() {
+	register("grub-bios", func(o *stageopt.GrubBIOS) Stage { return (*GrubBIOS)(o) })
+}
 
 // Offsets in GRUB's i386-pc boot.img (the MBR code) and core.img
 // (diskboot.img is its first sector), as grub-bios-setup uses them.
@@ -28,32 +29,8 @@ const (
 	mbrSignatureStart = 510
 )
 
-// GrubBIOS installs GRUB for BIOS boot without grub-install and without a
-// loop device: it builds core.img (grub-mkimage -O i386-pc, with biosdisk,
-// GPT, ext2 and the embedded configuration), writes it into the BIOS boot
-// partition, points its diskboot blocklist at the following sectors, and
-// writes boot.img's code into the protective MBR (keeping the partition
-// table), pointing it at core.img. This is what grub-bios-setup does for an
-// embedded core.img.
-type GrubBIOS struct {
-	// Filename is the disk file in the output directory (made by gpt).
-	Filename string `json:"filename"`
-	// Offset and Size are the BIOS boot partition's byte range.
-	Offset uint64 `json:"offset"`
-	Size   uint64 `json:"size"`
-	GrubConfig
-}
-
-// Validate checks the options.
-func (o *GrubBIOS) Validate() error {
-	if err := checkFilename("filename", o.Filename); err != nil {
-		return err
-	}
-	if err := checkExtent("", o.Offset, o.Size, SectorSize); err != nil {
-		return err
-	}
-	return o.GrubConfig.validate()
-}
+// GrubBIOS is the grub-bios stage; its options are stageopt.GrubBIOS.
+type GrubBIOS stageopt.GrubBIOS
 
 // Run builds core.img and installs it and boot.img.
 func (o *GrubBIOS) Run(ctx context.Context, env *Env) error {
@@ -61,11 +38,11 @@ func (o *GrubBIOS) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("grub-bios: %w", err)
 	}
-	if err := o.check(env); err != nil {
+	if err := (*grub)(&o.GrubConfig).check(env); err != nil {
 		return fmt.Errorf("grub-bios: %w", err)
 	}
 	corePath := filepath.Join(env.Work, "core.img")
-	if err := o.mkimage(ctx, env, "i386-pc", corePath, "biosdisk"); err != nil {
+	if err := (*grub)(&o.GrubConfig).mkimage(ctx, env, "i386-pc", corePath, "biosdisk"); err != nil {
 		return fmt.Errorf("grub-bios: %w", err)
 	}
 	core, err := os.ReadFile(corePath)

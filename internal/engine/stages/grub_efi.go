@@ -4,35 +4,16 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-func init() { register[GrubEFI]("grub-efi") }
-
-// GrubEFI checks its options when the manifest is decoded.
-var _ validator = (*GrubEFI)(nil)
-
-// GrubEFI builds a GRUB EFI image (grub-mkimage -O x86_64-efi) that boots
-// the root file system's kernel, and copies it into the ESP at the removable
-// media path /EFI/BOOT/BOOTX64.EFI, so firmware finds it without NVRAM
-// entries. The ESP must already exist (esp stage).
-type GrubEFI struct {
-	// Filename is the disk file in the output directory.
-	Filename string `json:"filename"`
-	// ESPOffset is the byte offset of the ESP's FAT file system.
-	ESPOffset uint64 `json:"esp_offset"`
-	GrubConfig
+func init() {
+	register("grub-efi", func(o *stageopt.GrubEFI) Stage { return (*GrubEFI)(o) })
 }
 
-// Validate checks the options.
-func (o *GrubEFI) Validate() error {
-	if err := checkFilename("filename", o.Filename); err != nil {
-		return err
-	}
-	if o.ESPOffset == 0 || o.ESPOffset%SectorSize != 0 {
-		return optErr("esp_offset", "must be a positive multiple of 512, got %d", o.ESPOffset)
-	}
-	return o.GrubConfig.validate()
-}
+// GrubEFI is the grub-efi stage; its options are stageopt.GrubEFI.
+type GrubEFI stageopt.GrubEFI
 
 // Run builds the image and installs it.
 func (o *GrubEFI) Run(ctx context.Context, env *Env) error {
@@ -40,11 +21,11 @@ func (o *GrubEFI) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("grub-efi: %w", err)
 	}
-	if err := o.check(env); err != nil {
+	if err := (*grub)(&o.GrubConfig).check(env); err != nil {
 		return fmt.Errorf("grub-efi: %w", err)
 	}
 	efi := filepath.Join(env.Work, "BOOTX64.EFI")
-	if err := o.mkimage(ctx, env, "x86_64-efi", efi); err != nil {
+	if err := (*grub)(&o.GrubConfig).mkimage(ctx, env, "x86_64-efi", efi); err != nil {
 		return fmt.Errorf("grub-efi: %w", err)
 	}
 	return inPlace(disk, func(disk string) error {

@@ -2,25 +2,15 @@ package stages
 
 import (
 	"context"
-	"fmt"
-	"regexp"
+
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-// Hostname sets the image's host name (/etc/hostname).
-type Hostname struct {
-	Hostname string `json:"hostname"`
-}
+// Hostname is the hostname stage; its options are stageopt.Hostname.
+type Hostname stageopt.Hostname
 
-func init() { register[Hostname]("hostname") }
-
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
-
-// Validate checks the options.
-func (h *Hostname) Validate() error {
-	if !hostnameRE.MatchString(h.Hostname) {
-		return fmt.Errorf("hostname: %q is not a valid host name", h.Hostname)
-	}
-	return nil
+func init() {
+	register("hostname", func(o *stageopt.Hostname) Stage { return (*Hostname)(o) })
 }
 
 // Run writes /etc/hostname.

@@ -5,43 +5,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/kib-project/kib/internal/hostcmd"
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-// Locale sets the image's language (/etc/default/locale) and generates it
-// when it is not built in (C.UTF-8 always is).
-type Locale struct {
-	Language string `json:"language"`
-	Keyboard string `json:"keyboard,omitempty"`
-}
+// Locale is the locale stage; its options are stageopt.Locale.
+type Locale stageopt.Locale
 
-func init() { register[Locale]("locale") }
-
-var langRE = regexp.MustCompile(`^[A-Za-z]{1,8}(_[A-Za-z]{2,3})?(\.[A-Za-z0-9-]+)?(@[A-Za-z0-9]+)?$`)
-
-// Validate checks the options.
-func (l *Locale) Validate() error {
-	if !langRE.MatchString(l.Language) {
-		return fmt.Errorf("language: %q is not a locale such as en_US.UTF-8", l.Language)
-	}
-	return nil
-}
-
-// Builtin reports whether lang needs no generation.
-func (l *Locale) Builtin() bool {
-	switch l.Language {
-	case "C", "POSIX", "C.UTF-8", "C.utf8":
-		return true
-	}
-	return false
+func init() {
+	register("locale", func(o *stageopt.Locale) Stage { return (*Locale)(o) })
 }
 
 // Run writes the locale settings and runs locale-gen in the image if needed.
 func (l *Locale) Run(ctx context.Context, env *Env) error {
-	if !l.Builtin() {
+	if !(*stageopt.Locale)(l).Builtin() {
 		if _, err := os.Stat(filepath.Join(env.Tree, "usr/sbin/locale-gen")); err != nil {
 			return fmt.Errorf("language %q: locale-gen is not in the image (the locales package is needed)", l.Language)
 		}
@@ -55,7 +34,7 @@ func (l *Locale) Run(ctx context.Context, env *Env) error {
 			return err
 		}
 	}
-	if l.Builtin() {
+	if (*stageopt.Locale)(l).Builtin() {
 		return nil
 	}
 	charset := "UTF-8"
@@ -73,7 +52,7 @@ func (l *Locale) Run(ctx context.Context, env *Env) error {
 
 // Tools lists the host tools the stage runs.
 func (l *Locale) Tools() []string {
-	if l.Builtin() {
+	if (*stageopt.Locale)(l).Builtin() {
 		return nil
 	}
 	return []string{"chroot"}

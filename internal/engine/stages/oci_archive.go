@@ -20,39 +20,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-// OCIArchive makes a single-layer OCI image of an input tree and writes it as
-// an OCI archive (an OCI image layout in a tar), reproducibly.
-type OCIArchive struct {
-	Source   string `json:"source"`
-	Filename string `json:"filename"`
-	// Ref is recorded as the org.opencontainers.image.ref.name annotation.
-	Ref        string            `json:"ref"`
-	Cmd        []string          `json:"cmd,omitempty"`
-	Entrypoint []string          `json:"entrypoint,omitempty"`
-	Env        []string          `json:"env,omitempty"`
-	WorkingDir string            `json:"working_dir,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
-	// Exclude lists tar --exclude patterns for the layer ("./dev/*").
-	Exclude []string `json:"exclude,omitempty"`
-}
+// OCIArchive is the oci-archive stage; its options are stageopt.OCIArchive.
+type OCIArchive stageopt.OCIArchive
 
-func init() { register[OCIArchive]("oci-archive") }
-
-// Validate checks the options.
-func (o *OCIArchive) Validate() error {
-	var errs []error
-	if o.Source == "" {
-		errs = append(errs, errors.New("source: required"))
-	}
-	if o.Filename == "" || strings.ContainsAny(o.Filename, "/\x00") {
-		errs = append(errs, fmt.Errorf("filename: %q must be a plain file name", o.Filename))
-	}
-	if o.Ref == "" || strings.ContainsAny(o.Ref, " \n/") && !strings.Contains(o.Ref, ":") {
-		errs = append(errs, fmt.Errorf("ref: %q must be a reference name such as debian:12", o.Ref))
-	}
-	return errors.Join(errs...)
+func init() {
+	register("oci-archive", func(o *stageopt.OCIArchive) Stage { return (*OCIArchive)(o) })
 }
 
 // goArch maps Debian architectures to OCI ones.
@@ -256,9 +232,6 @@ func descriptor(img v1.Image) (*v1.Descriptor, error) {
 	}
 	return &v1.Descriptor{MediaType: mt, Size: s, Digest: d}, nil
 }
-
-// InputNames returns the tree the stage packs.
-func (o *OCIArchive) InputNames() []string { return []string{o.Source} }
 
 // Tools lists the host tools the stage runs.
 func (o *OCIArchive) Tools() []string { return []string{"tar"} }

@@ -3,34 +3,16 @@ package stages
 import (
 	"context"
 	"fmt"
-	"regexp"
 
 	"github.com/kib-project/kib/internal/hostcmd"
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-// Services enables and disables systemd units in the image.
-type Services struct {
-	Enabled  []string `json:"enabled,omitempty"`
-	Disabled []string `json:"disabled,omitempty"`
-}
+// Services is the services stage; its options are stageopt.Services.
+type Services stageopt.Services
 
-func init() { register[Services]("services") }
-
-var unitRE = regexp.MustCompile(`^[A-Za-z0-9:_.@\\-]+$`)
-
-// Validate checks the options.
-func (s *Services) Validate() error {
-	for i, u := range s.Enabled {
-		if !unitRE.MatchString(u) {
-			return fmt.Errorf("enabled[%d]: %q is not a unit name", i, u)
-		}
-	}
-	for i, u := range s.Disabled {
-		if !unitRE.MatchString(u) {
-			return fmt.Errorf("disabled[%d]: %q is not a unit name", i, u)
-		}
-	}
-	return nil
+func init() {
+	register("services", func(o *stageopt.Services) Stage { return (*Services)(o) })
 }
 
 // Run runs systemctl --root on the tree (offline; nothing starts).

@@ -1,9 +1,9 @@
 // Package stages holds kib's build steps: one file per stage type, each a
-// typed options struct whose Run method does the step.
+// type defined over its options struct (internal/stageopt) whose Run method
+// does the step.
 package stages
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,16 +14,12 @@ import (
 	"strings"
 
 	"github.com/kib-project/kib/internal/hostcmd"
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
 // Stage is one step of a pipeline. Its options are the struct's fields.
 type Stage interface {
 	Run(ctx context.Context, env *Env) error
-}
-
-// validator is implemented by stages that check their options beyond types.
-type validator interface {
-	Validate() error
 }
 
 // Env is what a stage sees while it runs.
@@ -106,53 +102,44 @@ func (e *Env) BaseEnv() []string {
 // by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository.
 const Revision = 3
 
-type factory func(json.RawMessage) (Stage, error)
+// entry is a registered stage type: run makes the stage from its decoded
+// options, opts returns zero options (for tests).
+type entry struct {
+	run  func(opts any) Stage
+	opts func() any
+}
 
-var registry = map[string]factory{}
+var registry = map[string]entry{}
 
-// register adds the stage type name with options type T. It is called from
-// init functions, one per stage file.
-func register[T any, PT interface {
-	*T
-	Stage
-}](name string) {
+// register adds the stage type name, whose options type O is in stageopt;
+// stage makes the runnable stage from decoded options (a conversion: each
+// stage type is defined over its options type). It is called from init
+// functions, one per stage file.
+func register[O any](name string, stage func(*O) Stage) {
+	if !slices.Contains(stageopt.Types(), name) {
+		panic("stages: stage type " + name + " has no options type in internal/stageopt: declare it there")
+	}
 	if _, dup := registry[name]; dup {
 		panic("stages: duplicate stage type " + name)
 	}
-	registry[name] = func(raw json.RawMessage) (Stage, error) {
-		var opts T
-		if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&opts); err != nil {
-				return nil, fmt.Errorf("options: %w", err)
-			}
-		}
-		s := PT(&opts)
-		if v, ok := any(s).(validator); ok {
-			if err := v.Validate(); err != nil {
-				return nil, fmt.Errorf("options: %w", err)
-			}
-		}
-		return s, nil
-	}
+	registry[name] = entry{func(opts any) Stage { return stage(opts.(*O)) }, func() any { return new(O) }}
 }
 
 // UnknownTypeError reports a stage type kib does not have.
-type UnknownTypeError struct{ Type string }
-
-func (e *UnknownTypeError) Error() string {
-	return fmt.Sprintf("unknown stage type %q (known: %s)", e.Type, strings.Join(Types(), ", "))
-}
+type UnknownTypeError = stageopt.UnknownTypeError
 
 // New decodes the options of a stage of type typ, rejecting unknown fields and
-// invalid values.
+// invalid values (see stageopt.New).
 func New(typ string, options json.RawMessage) (Stage, error) {
-	f, ok := registry[typ]
-	if !ok {
-		return nil, &UnknownTypeError{Type: typ}
+	opts, err := stageopt.New(typ, options)
+	if err != nil {
+		return nil, err
 	}
-	return f(options)
+	r, ok := registry[typ]
+	if !ok {
+		return nil, fmt.Errorf("stage type %q: kib knows its options but cannot run it", typ)
+	}
+	return r.run(opts), nil
 }
 
 // Types lists the registered stage types, sorted.
@@ -160,9 +147,7 @@ func Types() []string { return slices.Sorted(maps.Keys(registry)) }
 
 // InputReader is implemented by stages that read the outputs of earlier
 // pipelines; the engine runs those pipelines first.
-type InputReader interface {
-	InputNames() []string
-}
+type InputReader = stageopt.InputReader
 
 // ToolUser is implemented by stages that run host tools; the engine checks
 // that they are installed before it fetches or runs anything.

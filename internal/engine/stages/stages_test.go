@@ -5,32 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-)
 
-func TestNewRejectsBadOptions(t *testing.T) {
-	tests := []struct{ typ, opts, want string }{
-		{"nope", `{}`, `unknown stage type "nope"`},
-		{"hostname", `{"hostname":"a","x":1}`, `unknown field "x"`},
-		{"hostname", `{"hostname":""}`, "hostname:"},
-		{"tar", `{"source":"os","filename":"a/b","compression":"xz"}`, "filename:"},
-		{"tar", `{"source":"os","filename":"a","compression":"zip"}`, "compression:"},
-		{"mmdebstrap", `{"suite":"bookworm","packages":["a"],"debs":["xyz"]}`, "debs[0]"},
-		{"files", `{"files":[{"path":"etc","data":"","mode":"0644"}]}`, "files[0].path"},
-		{"files", `{"files":[{"path":"/etc/x","data":"","mode":"999"}]}`, "files[0].mode"},
-		{"timezone", `{"zone":"../../etc/passwd"}`, "zone:"},
-		{"debian-finalize", `{"sources":["rm -rf /"]}`, "sources[0]"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.typ+" "+tt.want, func(t *testing.T) {
-			_, err := New(tt.typ, json.RawMessage(tt.opts))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error = %v, want %q", err, tt.want)
-			}
-		})
-	}
-}
+	"github.com/kib-project/kib/internal/stageopt"
+)
 
 func fakeTree(t *testing.T) string {
 	t.Helper()
@@ -75,14 +55,14 @@ func TestTreeStages(t *testing.T) {
 	outside := filepath.Join(t.TempDir(), "victim")
 	os.WriteFile(outside, []byte("keep"), 0o644)
 	os.Symlink(outside, filepath.Join(tree, "etc/motd"))
-	files := Files{Files: []FileSpec{
+	files := Files{Files: []stageopt.FileSpec{
 		{Path: "/etc/motd", Data: "hi\n", Mode: "0640", User: "alice", Group: "staff"},
 		{Path: "/opt/app/conf", Data: "x", Mode: "0600"},
 	}}
 	if err := runTreeStage(t, env, "files", files); err != nil {
 		t.Fatal(err)
 	}
-	if err := runTreeStage(t, env, "files", Files{Files: []FileSpec{{Path: "/etc/x", Mode: "0644", User: "mallory"}}}); err == nil || !strings.Contains(err.Error(), `"mallory" not found`) {
+	if err := runTreeStage(t, env, "files", Files{Files: []stageopt.FileSpec{{Path: "/etc/x", Mode: "0644", User: "mallory"}}}); err == nil || !strings.Contains(err.Error(), `"mallory" not found`) {
 		t.Errorf("unknown user: %v", err)
 	}
 	if b, _ := os.ReadFile(outside); string(b) != "keep" {
@@ -151,5 +131,23 @@ func TestTimezoneNTPAndKeyboard(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(tree, "etc/default/keyboard")); !strings.Contains(string(b), `XKBLAYOUT="de"`) {
 		t.Errorf("/etc/default/keyboard = %q", b)
+	}
+}
+
+// TestEveryOptionsTypeRuns checks that every stage type with options in
+// stageopt runs here, and that each stage reads the pipelines its options
+// name: a type defined over its options type does not inherit InputNames.
+func TestEveryOptionsTypeRuns(t *testing.T) {
+	if got, want := Types(), stageopt.Types(); !slices.Equal(got, want) {
+		t.Fatalf("stage types %v, options types %v", got, want)
+	}
+	for _, name := range Types() {
+		opts := registry[name].opts()
+		s := registry[name].run(opts)
+		_, optsRead := opts.(stageopt.InputReader)
+		_, stageReads := s.(InputReader)
+		if optsRead != stageReads {
+			t.Errorf("%s: options name input pipelines: %v; stage reads them: %v", name, optsRead, stageReads)
+		}
 	}
 }

@@ -5,51 +5,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
+
+	"github.com/kib-project/kib/internal/stageopt"
 )
 
-func init() { register[SystemdBoot]("systemd-boot") }
-
-// SystemdBoot checks its options when the manifest is decoded.
-var _ validator = (*SystemdBoot)(nil)
+func init() {
+	register("systemd-boot", func(o *stageopt.SystemdBoot) Stage { return (*SystemdBoot)(o) })
+}
 
 // hostSystemdBoot is systemd-boot's EFI binary on Debian (package
 // systemd-boot-efi), relative to a root.
 const hostSystemdBoot = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 
-// SystemdBoot installs systemd-boot into the ESP for UEFI boot, with one
-// loader entry: the kernel and initrd, copied from the root tree into the
-// ESP under /kib/, and the kernel command line. The binary comes from the
-// tree when it holds systemd-boot-efi, else from the build root (the host
-// without one). It is an
-// alternative to grub-efi; both write /EFI/BOOT/BOOTX64.EFI. Kernel
-// upgrades inside the booted system do not update the ESP's copies.
-type SystemdBoot struct {
-	// Filename is the disk file in the output directory.
-	Filename string `json:"filename"`
-	// ESPOffset is the byte offset of the ESP's FAT file system.
-	ESPOffset uint64 `json:"esp_offset"`
-	// Title is the menu entry's title; empty means "Debian".
-	Title string `json:"title,omitempty"`
-	// Source, RootUUID, Kernel, Initrd and KernelOptions are as for GRUB.
-	GrubConfig
-}
-
-var titleRE = regexp.MustCompile(`^[A-Za-z0-9 ._()+-]{0,64}$`)
-
-// Validate checks the options.
-func (o *SystemdBoot) Validate() error {
-	if err := checkFilename("filename", o.Filename); err != nil {
-		return err
-	}
-	if o.ESPOffset == 0 || o.ESPOffset%SectorSize != 0 {
-		return optErr("esp_offset", "must be a positive multiple of 512, got %d", o.ESPOffset)
-	}
-	if !titleRE.MatchString(o.Title) {
-		return optErr("title", "must be at most 64 characters of [A-Za-z0-9 ._()+-], got %q", o.Title)
-	}
-	return o.GrubConfig.validate()
-}
+// SystemdBoot is the systemd-boot stage; its options are stageopt.SystemdBoot.
+type SystemdBoot stageopt.SystemdBoot
 
 // Run installs the boot loader, its configuration, the kernel and initrd.
 func (o *SystemdBoot) Run(ctx context.Context, env *Env) error {
@@ -57,14 +26,14 @@ func (o *SystemdBoot) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("systemd-boot: %w", err)
 	}
-	if err := o.check(env); err != nil {
+	if err := (*grub)(&o.GrubConfig).check(env); err != nil {
 		return fmt.Errorf("systemd-boot: %w", err)
 	}
 	root, err := env.Input(o.Source)
 	if err != nil {
 		return fmt.Errorf("systemd-boot: %w", err)
 	}
-	kernel, initrd := o.paths()
+	kernel, initrd := (*grub)(&o.GrubConfig).paths()
 	hostKernel, err := treePath(root, kernel)
 	if err != nil {
 		return fmt.Errorf("systemd-boot: %w", err)
@@ -89,7 +58,7 @@ func (o *SystemdBoot) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("systemd-boot: %w", err)
 	}
-	_, cmdline := o.kernelCmdline()
+	_, cmdline := (*grub)(&o.GrubConfig).kernelCmdline()
 	entry, err := writeScratch(env, "kib.conf", fmt.Appendf(nil, "title %s\nlinux /kib/vmlinuz\ninitrd /kib/initrd.img\noptions %s\n", title, cmdline))
 	if err != nil {
 		return fmt.Errorf("systemd-boot: %w", err)

@@ -1,11 +1,12 @@
-package stages
+package stageopt
 
 import "fmt"
 
 // StageSpec is a stage type name with its options, as a manifest holds them.
+// Options is a pointer to the type's options struct (*GPT for "gpt").
 type StageSpec struct {
 	Type    string
-	Options Stage
+	Options any
 }
 
 // HybridDisk is the standard layout of kib's x86_64 disk images, bootable

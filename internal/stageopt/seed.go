@@ -1,4 +1,4 @@
-package stages
+package stageopt
 
 import (
 	"crypto/sha256"
