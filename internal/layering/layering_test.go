@@ -27,7 +27,7 @@ var rank = map[string]int{
 	// what jobs drive
 	"internal/engine": 3, "internal/engine/stages": 3, "internal/upload": 3,
 	"internal/koji": 3, "internal/koji/kojitest": 3, "internal/kojimeta": 3, "internal/kojiimport": 3,
-	"internal/boottest": 3, "internal/artifacts": 3,
+	"internal/boottest": 3, "internal/artifacts": 3, "internal/aptroot": 3,
 
 	// the resolver and what reads manifests
 	"internal/resolve": 2, "internal/sbom": 2,
@@ -37,7 +37,7 @@ var rank = map[string]int{
 
 	// leaves
 	"internal/store": 0, "internal/hostcmd": 0, "internal/redact": 0, "internal/version": 0,
-	"internal/progress": 0, "internal/adler": 0, "internal/buildinfo": 0, "internal/debtest": 0,
+	"internal/progress": 0, "internal/adler": 0, "internal/debindex": 0, "internal/buildinfo": 0, "internal/debtest": 0,
 	"internal/layering": 0, "internal/stageopt": 0, "api": 0, "distros": 0,
 }
 
