@@ -76,6 +76,18 @@ func (h *KojiHub) Init(ctx context.Context, a *KojiInitArgs) (*KojiInitResult, e
 	return &KojiInitResult{BuildID: uint64(r.BuildID), Token: r.Token}, nil
 }
 
+// Reclaim cancels a reservation of a.NVR whose CGInitBuild answer was lost
+// (kojiimport.Importer.Reclaim).
+func (h *KojiHub) Reclaim(ctx context.Context, a *KojiInitArgs, inUse func(buildID uint64) (bool, error)) (uint64, error) {
+	im, done, err := h.importer(ctx, a.Server)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	id, err := im.Reclaim(ctx, koji.NVR{Name: a.Name, Version: a.Version, Release: a.Release}, func(id int64) (bool, error) { return inUse(uint64(id)) })
+	return uint64(id), err
+}
+
 // Finalize uploads every image's files and imports the build (CGImport).
 func (h *KojiHub) Finalize(ctx context.Context, a *KojiFinalizeArgs) error {
 	if a.BuildID > math.MaxInt64 {

@@ -174,3 +174,103 @@ func TestFinalizeRunsAgainAfterShutdown(t *testing.T) {
 		t.Fatalf("status %s, reservation %q; want success, imported; finalize result %s", st.Status, st.KojiReservation, cj.Finalize.Result)
 	}
 }
+
+// TestLostReservationReclaimed: a koji-init attempt called CGInitBuild and
+// died before storing the answer, so the hub holds a reservation kib has no
+// token for. The next attempt, refused with "Build is already reserved",
+// cancels that reservation as its owner and reserves again: the hub
+// recycles the same build, which is imported once.
+func TestLostReservationReclaimed(t *testing.T) {
+	for _, backend := range jobstest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			hub := kojitest.New(t, kojitest.Options{})
+			hub.AddUser("kib", "pw")
+			hub.AddContentGenerator("kib", "kib")
+			kh := &jobs.KojiHub{Server: hub.URL, Connect: hub.Connector("kib", "pw")}
+			ctx := context.Background()
+			dsn, dir := jobstest.Database(t, backend), t.TempDir()
+			q := jobstest.StartQueue(t, jobs.Config{Database: dsn, StateDir: dir})
+			c := kojiCompose("x86_64")
+			c.Koji.Server = hub.URL
+			id, err := q.Submit(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The lost answer: the hub reserved the build, kib kept nothing.
+			lost, err := kh.Init(ctx, &jobs.KojiInitArgs{Server: hub.URL, Name: c.Koji.Name, Version: c.Koji.Version, Release: c.Koji.Release})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := rawDB(t, backend, dsn, dir)
+			if _, err := db.ExecContext(ctx, `UPDATE kib_job SET result = '{"reserving":true}', attempts = 1 WHERE kind = 'koji-init'`); err != nil {
+				t.Fatal(err)
+			}
+			w := jobstest.StartQueue(t, fastConfig(dsn, dir, &jobstest.Builder{}, kh))
+			st := waitFinal(t, w, "", id)
+			if st.Status != jobs.StatusSuccess || st.KojiReservation != jobs.KojiImported {
+				t.Fatalf("status %s, reservation %q (%s); want success, imported", st.Status, st.KojiReservation, st.KojiRefundError)
+			}
+			if !slices.Contains(hub.Calls(), "cancelBuild") {
+				t.Errorf("hub calls %v: no cancelBuild", hub.Calls())
+			}
+			cl, err := hub.Connector("kib", "pw")(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := cl.GetBuild(ctx, int64(lost.BuildID))
+			if err != nil || b.State != koji.BuildComplete {
+				t.Fatalf("build %d: %+v, %v; want the lost reservation's build recycled and complete", lost.BuildID, b, err)
+			}
+			if n, err := w.Unrefunded(ctx); err != nil || n != 0 {
+				t.Errorf("Unrefunded = %d, %v; want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestReclaimOnlyWhatWasLost: Reclaim cancels nothing that is not provably
+// the lost reservation: another user's, one whose build id another job
+// holds, a complete build, or no build.
+func TestReclaimOnlyWhatWasLost(t *testing.T) {
+	hub := kojitest.New(t, kojitest.Options{})
+	hub.AddUser("kib", "pw")
+	hub.AddUser("other", "pw")
+	hub.AddContentGenerator("kib", "kib", "other")
+	kib := &jobs.KojiHub{Server: hub.URL, Connect: hub.Connector("kib", "pw")}
+	other := &jobs.KojiHub{Server: hub.URL, Connect: hub.Connector("other", "pw")}
+	ctx := context.Background()
+	nvr := func(r string) *jobs.KojiInitArgs {
+		return &jobs.KojiInitArgs{Server: hub.URL, Name: "n", Version: "1", Release: r}
+	}
+	free := func(uint64) (bool, error) { return false, nil }
+	if _, err := other.Init(ctx, nvr("1")); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := kib.Reclaim(ctx, nvr("1"), free); err != nil || id != 0 {
+		t.Errorf("another user's reservation: reclaimed %d, %v", id, err)
+	}
+	res, err := kib.Init(ctx, nvr("2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func(id uint64) (bool, error) { return id == res.BuildID, nil }
+	if id, err := kib.Reclaim(ctx, nvr("2"), held); err != nil || id != 0 {
+		t.Errorf("a reservation another job holds: reclaimed %d, %v", id, err)
+	}
+	hub.SetBuildState(int64(res.BuildID), koji.BuildComplete)
+	if id, err := kib.Reclaim(ctx, nvr("2"), free); err != nil || id != 0 {
+		t.Errorf("a complete build: reclaimed %d, %v", id, err)
+	}
+	if id, err := kib.Reclaim(ctx, nvr("3"), free); err != nil || id != 0 {
+		t.Errorf("no build: reclaimed %d, %v", id, err)
+	}
+	if _, err := kib.Init(ctx, nvr("4")); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := kib.Reclaim(ctx, nvr("4"), free); err != nil || id == 0 {
+		t.Errorf("kib's own lost reservation: reclaimed %d, %v; want its build id", id, err)
+	}
+	if _, err := kib.Init(ctx, nvr("4")); err != nil {
+		t.Errorf("reserving again after the reclaim: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -275,7 +276,11 @@ func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepO
 	if _, err := q.db.ExecContext(ctx, `UPDATE kib_job SET result = $1 WHERE id = $2 AND result IS NULL`, `{"reserving":true}`, j.ID); err != nil {
 		return nil, fmt.Errorf("marking the Koji reservation: %w", err)
 	}
-	res, err := q.cfg.Koji.Init(ctx, &KojiInitArgs{Server: a.Koji.Server, Name: a.Koji.Name, Version: a.Koji.Version, Release: a.Koji.Release})
+	initArgs := &KojiInitArgs{Server: a.Koji.Server, Name: a.Koji.Name, Version: a.Koji.Version, Release: a.Koji.Release}
+	res, err := q.cfg.Koji.Init(ctx, initArgs)
+	if err != nil && earlier.Reserving && ctx.Err() == nil && strings.Contains(err.Error(), "already reserved") {
+		res, err = q.reclaimReservation(ctx, j, initArgs, err)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -313,6 +318,59 @@ func (q *Queue) kojiInit(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepO
 		}
 	}
 	return &stepOutput{Result: r}, nil
+}
+
+// KojiReclaimer is a KojiImporter that can cancel a reservation whose
+// CGInitBuild answer was lost with the process that called it.
+type KojiReclaimer interface {
+	// Reclaim cancels the reservation of args' NVR when it is what a lost
+	// CGInitBuild leaves and inUse says no other job holds its build id; it
+	// returns the canceled build's id, 0 if it canceled nothing.
+	Reclaim(ctx context.Context, args *KojiInitArgs, inUse func(buildID uint64) (bool, error)) (uint64, error)
+}
+
+// reclaimReservation handles an earlier attempt's lost CGInitBuild answer: the hub
+// holds a reservation kib has no token for, so CGInitBuild fails with
+// "Build is already reserved". The reservation is canceled (cancelBuild,
+// as its owner) and CGInitBuild called again, which recycles the build.
+// Without a reclaimer, or when the reservation is not provably the lost
+// one, initErr stands.
+func (q *Queue) reclaimReservation(ctx context.Context, j *jobRow, a *KojiInitArgs, initErr error) (*KojiInitResult, error) {
+	rc, ok := q.cfg.Koji.(KojiReclaimer)
+	if !ok {
+		return nil, initErr
+	}
+	id, err := rc.Reclaim(ctx, a, func(buildID uint64) (bool, error) { return q.reservationHeld(ctx, j.ID, buildID) })
+	if err != nil {
+		q.log.Warn("reclaiming a lost Koji reservation failed", "job", j.ID, "err", err)
+		return nil, initErr
+	}
+	if id == 0 {
+		return nil, initErr
+	}
+	q.log.Info("canceled the Koji reservation whose CGInitBuild answer was lost; reserving again", "job", j.ID, "build_id", id)
+	return q.cfg.Koji.Init(ctx, a)
+}
+
+// reservationHeld reports whether a Koji init job other than jobID stored a
+// reservation of buildID.
+func (q *Queue) reservationHeld(ctx context.Context, jobID string, buildID uint64) (bool, error) {
+	rows, err := q.db.QueryContext(ctx, `SELECT result FROM kib_job WHERE kind = $1 AND id <> $2 AND result IS NOT NULL`, KindKojiInit, jobID)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return false, err
+		}
+		var r InitResult
+		if json.Unmarshal(raw, &r) == nil && r.BuildID == buildID {
+			return true, nil
+		}
+	}
+	return false, rows.Err()
 }
 
 func (q *Queue) build(ctx context.Context, j *jobRow, c *ComposeJobs) (*stepOutput, error) {

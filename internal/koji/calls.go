@@ -225,6 +225,28 @@ func (c *Client) GetBuild(ctx context.Context, build any) (*Build, error) {
 	return b, nil
 }
 
+// CancelBuild cancels a BUILDING build the caller owns (cancelBuild), which
+// also drops a content generator's reservation of it; it reports whether the
+// build was canceled.
+func (c *Client) CancelBuild(ctx context.Context, buildID int64) (bool, error) {
+	var ok bool
+	return ok, c.CallInto(ctx, &ok, "cancelBuild", buildID)
+}
+
+// LoggedInUser returns the name of the session's user (getLoggedInUser).
+func (c *Client) LoggedInUser(ctx context.Context) (string, error) {
+	var u *struct {
+		Name string `json:"name"`
+	}
+	if err := c.CallInto(ctx, &u, "getLoggedInUser"); err != nil {
+		return "", err
+	}
+	if u == nil {
+		return "", errors.New("getLoggedInUser: not logged in")
+	}
+	return u.Name, nil
+}
+
 // ListArchives lists the archives of a build; btype ("image", ...) may be
 // empty for all.
 func (c *Client) ListArchives(ctx context.Context, buildID int64, btype string) ([]Archive, error) {

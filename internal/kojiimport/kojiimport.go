@@ -132,6 +132,42 @@ func (im *Importer) Reserve(ctx context.Context, nvr koji.NVR) (*koji.Reservatio
 	return r, nil
 }
 
+// Reclaim cancels a reservation of nvr whose CGInitBuild answer (and so its
+// token) was lost: the build must be BUILDING, reserved by this content
+// generator, owned by this session's user and belong to no task, exactly
+// what a lost CGInitBuild leaves. inUse reports whether kib holds the token
+// of a build id elsewhere (another compose's reservation of the same NVR),
+// which is never canceled. It returns the canceled build's id, 0 when there
+// was nothing to reclaim. The hub recycles the canceled build (same id) at
+// the next CGInitBuild.
+func (im *Importer) Reclaim(ctx context.Context, nvr koji.NVR, inUse func(buildID int64) (bool, error)) (int64, error) {
+	var b *koji.Build
+	if err := im.Client.CallInto(ctx, &b, "getBuild", nvr.Name+"-"+nvr.Version+"-"+nvr.Release); err != nil {
+		return 0, fmt.Errorf("looking up %s-%s-%s: %w", nvr.Name, nvr.Version, nvr.Release, err)
+	}
+	if b == nil || b.State != koji.BuildBuilding || b.CGName == nil || *b.CGName != im.CG || b.TaskID != nil {
+		return 0, nil
+	}
+	user, err := im.Client.LoggedInUser(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if b.OwnerName != user {
+		return 0, nil
+	}
+	if used, err := inUse(b.ID); err != nil || used {
+		return 0, err
+	}
+	ok, err := im.Client.CancelBuild(ctx, b.ID)
+	if err != nil {
+		return 0, fmt.Errorf("canceling build %d: %w", b.ID, err)
+	}
+	if !ok {
+		return 0, nil
+	}
+	return b.ID, nil
+}
+
 // Refund gives a reservation back, marking the build failed.
 func (im *Importer) Refund(ctx context.Context, buildID int64, token string) error {
 	if err := im.Client.CGRefundBuild(ctx, im.CG, buildID, token, koji.BuildFailed); err != nil {

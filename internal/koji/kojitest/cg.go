@@ -238,6 +238,36 @@ func (c *call) cgRefundBuild() (any, error) {
 	return nil, nil
 }
 
+// cancelBuild is the hub's cancelBuild(buildID, strict=False): the owner (or
+// an admin) cancels a BUILDING build, which also drops a CG reservation, so
+// CGInitBuild can recycle the build. It returns whether the build was
+// canceled.
+func (c *call) cancelBuild() (any, error) {
+	if err := c.arity(1, 2); err != nil {
+		return nil, err
+	}
+	u, err := c.user()
+	if err != nil {
+		return nil, err
+	}
+	b := c.h.findBuild(c.args[0])
+	if b == nil {
+		if strict, _ := c.opt(1, "strict").(bool); strict {
+			return nil, errNoSuch("build", c.args[0])
+		}
+		return false, nil
+	}
+	if b.owner != u && !c.hasPerm("admin") {
+		return nil, notAllowed("Cannot cancel build, not owner")
+	}
+	if b.state != StateBuilding {
+		return false, nil
+	}
+	b.state, b.completion, b.token = StateCanceled, c.h.now(), ""
+	c.commit = true
+	return true, nil
+}
+
 // keyError is the fault a real hub gives for a missing metadata key.
 func keyError(key string) error { return pyError("KeyError", "'%s'", key) }
 

@@ -109,6 +109,7 @@ func init() {
 		"CGImport":           (*call).cgImport,
 		"CGRefundBuild":      (*call).cgRefundBuild,
 		"getBuild":           (*call).getBuild,
+		"cancelBuild":        (*call).cancelBuild,
 		"getImageBuild":      (*call).getImageBuild,
 		"listArchives":       (*call).listArchives,
 		"getBuildLogs":       (*call).getBuildLogs,
