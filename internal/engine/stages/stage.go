@@ -104,7 +104,7 @@ func (e *Env) BaseEnv() []string {
 // Revision is part of every store key: bump it when a stage writes other
 // bytes for the same options, so that a store does not serve objects made
 // by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository;
-// 4: gce-tar's gzip stream is compressed in parallel blocks.
+// 4: gce-tar's and oci-archive's gzip streams are compressed in parallel blocks.
 const Revision = 4
 
 type factory func(json.RawMessage) (Stage, error)
