@@ -6,7 +6,7 @@
 # with A's package tree in the store, (c) for comparison, B built clean (no
 # pipeline cache) and a check that (b) and (c) are bit-identical. Prints each
 # time and kib's own peak RSS. Builds run one at a time under nice.
-# Usage: bench/edit.sh   (root; $BENCH_DIR, default /var/tmp/speed-cache/edit)
+# Usage: [STORE=DIR] bench/edit.sh   (root; $BENCH_DIR, default /var/tmp/speed-cache/edit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${BENCH_DIR:-/var/tmp/speed-cache/edit}
@@ -14,7 +14,7 @@ mkdir -p "$W"
 . bench/cachelib.sh
 go build -o "$W/kib" ./cmd/kib
 KIB="$W/kib"
-STORE="$W/store"
+STORE=${STORE:-$W/store}
 HASH='$6$kibsalt$8zTUYBNqnkNUMvoTs26Ed.tHcrGdu9Lqn7syL7TviTuUPXyCHtgtmglwmR7p9LgPQLziRrSDw8m.Se9QCktv1/'
 cat > "$W/a.toml" <<EOS
 [customizations]
@@ -40,8 +40,12 @@ edit=$SECS; edit_rss=$RSS
 rm -rf "$W/out-b2"
 kib_timed "$W/b2.log" build --blueprint "$W/b.toml" --store "$STORE" --output-dir "$W/out-b2" qcow2
 edit_cmd=$SECS; edit_cmd_rss=$RSS
-# B built clean, for the bits and the baseline.
+# B built clean (the build root kept, as in bench/qcow2.sh's cold build), for
+# the bits and the baseline.
+BRKEY=$(sed -n 's/.*msg="pipeline done" pipeline=build .*key=\([0-9a-f]*\).*/\1/p' "$W/a.log")
 mv "$STORE/objects" "$W/objects-kept"
+mkdir -p "$STORE/objects"
+[ -z "$BRKEY" ] || cp -a "$W/objects-kept/$BRKEY"* "$STORE/objects/"
 kib_timed "$W/clean.log" build --manifest "$W/b.json" --store "$STORE" --output-dir "$W/out-clean"
 clean=$SECS; clean_rss=$RSS
 rm -rf "$STORE/objects"; mv "$W/objects-kept" "$STORE/objects"

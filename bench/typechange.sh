@@ -5,7 +5,7 @@
 # blueprint, one after the other in the same store. For each prints the
 # wall time, the compression stage's time and the rest, the pipelines that
 # ran, and kib's own peak RSS. Builds run one at a time under nice.
-# Usage: bench/typechange.sh   (root; $BENCH_DIR, default /var/tmp/speed-cache/typechange)
+# Usage: [FRESH=1] [STORE=DIR] bench/typechange.sh   (root; $BENCH_DIR, default /var/tmp/speed-cache/typechange)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${BENCH_DIR:-/var/tmp/speed-cache/typechange}
@@ -13,11 +13,13 @@ mkdir -p "$W"
 . bench/cachelib.sh
 go build -o "$W/kib" ./cmd/kib
 KIB="$W/kib"
-STORE="$W/store"
+STORE=${STORE:-$W/store}
 printf '[customizations]\nhostname = "bench"\n' > "$W/bp.toml"
 TYPES="qcow2 raw vhd gce ami"
 for t in $TYPES; do "$KIB" manifest --blueprint "$W/bp.toml" "$t" > "$W/$t.json"; done
-rm -rf "$STORE/objects"
+# FRESH=1: start from an empty pipeline cache (the first qcow2 installs the
+# packages); else the store's pipelines are reused (say, bench/edit.sh's).
+[ "${FRESH:-0}" = 1 ] && rm -rf "$STORE/objects"
 for t in $TYPES; do
   rm -rf "$W/out-$t"
   kib_timed "$W/$t.log" build --manifest "$W/$t.json" --store "$STORE" --output-dir "$W/out-$t"
