@@ -91,6 +91,7 @@ func (o *buildOptions) run(cmd *cobra.Command, args []string) error {
 	if err := requireRoot("kib build"); err != nil {
 		return err
 	}
+	limitBuildMemory()
 	run := newEngineRun(cmd.ErrOrStderr(), o.verbose)
 	log, toolLog := run.log, run.toolLog
 

@@ -114,7 +114,7 @@ func TestInterrupt(t *testing.T) {
 		once := false
 		for sc.Scan() {
 			logBuf.WriteString(sc.Text() + "\n")
-			if !once && strings.Contains(sc.Text(), `name="pipeline os"`) {
+			if !once && strings.Contains(sc.Text(), `name="pipeline packages"`) {
 				once = true
 				close(started)
 			}
@@ -124,7 +124,7 @@ func TestInterrupt(t *testing.T) {
 	case <-started:
 	case <-time.After(3 * time.Minute):
 		cmd.Process.Kill()
-		t.Fatalf("the build did not reach the os pipeline:\n%s", logBuf.String())
+		t.Fatalf("the build did not reach the packages pipeline:\n%s", logBuf.String())
 	}
 	time.Sleep(3 * time.Second) // mmdebstrap is installing packages now
 	cmd.Process.Signal(syscall.SIGINT)
@@ -202,7 +202,7 @@ func TestKilledBuildLeavesNoProcesses(t *testing.T) {
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), `name="pipeline os"`) {
+			if !once && strings.Contains(sc.Text(), `name="pipeline packages"`) {
 				once = true
 				close(started)
 			}
@@ -212,7 +212,7 @@ func TestKilledBuildLeavesNoProcesses(t *testing.T) {
 	case <-started:
 	case <-time.After(3 * time.Minute):
 		cmd.Process.Kill()
-		t.Fatal("the build did not reach the os pipeline")
+		t.Fatal("the build did not reach the packages pipeline")
 	}
 	// Wait until mmdebstrap runs, then kill kib alone.
 	deadline := time.Now().Add(time.Minute)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -96,8 +97,20 @@ func (refuseAll) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, errors.New("the mirror is gone")
 }
 
+// editedBlueprint is testBlueprint after an edit of a file and one more
+// user: the same packages, other customizations.
+var editedBlueprint = strings.Replace(testBlueprint, `data = "built by kib\n"`, `data = "edited\n"`, 1) + `
+[[customizations.user]]
+name = "carol"
+uid = 1235
+`
+
 // TestBuildReproducible builds the tar and container images of one pair of
-// manifests in two stores and checks that they are bit-identical, that the
+// manifests, and the tar image of an edited blueprint, in two stores in
+// different orders and checks that they are bit-identical: store A installs
+// the packages for the first tar image and reuses that package tree for the
+// edited one, store B the other way round, so an image made from a reused
+// package tree is the image a clean build makes. It also checks that the
 // second store builds without any mirror from the pinned packages it holds,
 // that a warm rebuild comes from the cache, and that the customizations are
 // in the image.
@@ -107,6 +120,10 @@ func TestBuildReproducible(t *testing.T) {
 	cache := t.TempDir()
 	mt := generate(t, "tar", cache)
 	mc := generate(t, "container", cache)
+	me := generateWith(t, "tar", cache, editedBlueprint)
+	if me.Pipelines[0].Name != manifest.PackagesPipeline || !reflect.DeepEqual(me.Pipelines[0], mt.Pipelines[0]) {
+		t.Fatal("the edited blueprint's manifest has another package tree pipeline")
+	}
 	log := testLogger(t)
 
 	build := func(st *store.Store, m *manifest.Manifest, out string, client *http.Client) Artifact {
@@ -132,6 +149,7 @@ func TestBuildReproducible(t *testing.T) {
 	outA := filepath.Join(root, "outA")
 	tarA := build(stA, mt, outA, nil)
 	ctrA := build(stA, mc, outA, nil)
+	editA := build(stA, me, filepath.Join(root, "editA"), nil)
 
 	// Store B holds the pinned packages only (as after a fetch long ago) and
 	// the mirror is unreachable: the rebuild must not need it.
@@ -142,6 +160,7 @@ func TestBuildReproducible(t *testing.T) {
 	copyDir(t, filepath.Join(stA.Dir(), "sources"), filepath.Join(stB.Dir(), "sources"))
 	offline := offlineClient
 	outB := filepath.Join(root, "outB")
+	editB := build(stB, me, filepath.Join(root, "editB"), offline)
 	tarB := build(stB, mt, outB, offline)
 	ctrB := build(stB, mc, outB, offline)
 
@@ -150,6 +169,15 @@ func TestBuildReproducible(t *testing.T) {
 	}
 	if ctrA.SHA256 != ctrB.SHA256 {
 		t.Errorf("container.tar differs between stores: %s vs %s", ctrA.SHA256, ctrB.SHA256)
+	}
+	if editA.SHA256 != editB.SHA256 {
+		t.Errorf("edited root.tar.xz from a reused package tree %s, from a clean build %s", editA.SHA256, editB.SHA256)
+	}
+	if editA.SHA256 == tarA.SHA256 {
+		t.Error("the edited blueprint gave the same image")
+	}
+	if got := extract(t, editA.Path, "./etc/motd")["./etc/motd"]; got != "edited\n" {
+		t.Errorf("edited image: /etc/motd = %q", got)
 	}
 	for _, a := range []Artifact{tarA, ctrA} {
 		if a.Cached {

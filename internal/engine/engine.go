@@ -228,6 +228,7 @@ func (e *Engine) Build(ctx context.Context, m *manifest.Manifest, opts Options) 
 		log.Info("exported", "export", ex.Name, "path", a.Path, "sha256", a.SHA256, "cached", a.Cached)
 		arts = append(arts, a)
 	}
+	log.Info("build done", "peak_rss_mib", fmt.Sprintf("%.1f", peakRSSMiB()))
 	return arts, nil
 }
 

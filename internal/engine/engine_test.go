@@ -38,18 +38,23 @@ func TestKeys(t *testing.T) {
 	if strings.Join(k1, ",") != strings.Join(k2, ",") {
 		t.Fatal("keys of the same manifest differ")
 	}
+	// Pipelines: packages, os (a copy of packages plus the
+	// customizations), archive.
 	tests := []struct {
-		name             string
-		change           func(m *manifest.Manifest)
-		osSame, lastSame bool
+		name                      string
+		change                    func(m *manifest.Manifest)
+		pkgSame, osSame, lastSame bool
 	}{
 		{"export pipeline option", func(m *manifest.Manifest) {
-			m.Pipelines[1].Stages[0].Options = json.RawMessage(`{"compression":"none","filename":"root.tar.xz","source":"os"}`)
-		}, true, false},
-		{"os stage option", func(m *manifest.Manifest) { m.Pipelines[0].Stages[1].Options = json.RawMessage(`{"hostname":"other"}`) }, false, false},
-		{"seed", func(m *manifest.Manifest) { m.Seed++ }, false, false},
-		{"source", func(m *manifest.Manifest) { m.Sources.Debs[0].URL += "x" }, false, false},
-		{"exports only", func(m *manifest.Manifest) { m.Exports[0].BootMode = "uefi" }, true, true},
+			m.Pipelines[2].Stages[0].Options = json.RawMessage(`{"compression":"none","filename":"root.tar.xz","source":"os"}`)
+		}, true, true, false},
+		{"os stage option", func(m *manifest.Manifest) { m.Pipelines[1].Stages[1].Options = json.RawMessage(`{"hostname":"other"}`) }, true, false, false},
+		{"package set", func(m *manifest.Manifest) {
+			m.Pipelines[0].Stages[0].Options = json.RawMessage(`{"debs":["` + m.Sources.Debs[0].SHA256 + `"],"packages":["adduser"],"suite":"bookworm"}`)
+		}, false, false, false},
+		{"seed", func(m *manifest.Manifest) { m.Seed++ }, false, false, false},
+		{"source", func(m *manifest.Manifest) { m.Sources.Debs[0].URL += "x" }, false, false, false},
+		{"exports only", func(m *manifest.Manifest) { m.Exports[0].BootMode = "uefi" }, true, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,8 +64,9 @@ func TestKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (k[0] == k1[0]) != tt.osSame || (k[1] == k1[1]) != tt.lastSame {
-				t.Fatalf("os key same=%v (want %v), archive key same=%v (want %v)", k[0] == k1[0], tt.osSame, k[1] == k1[1], tt.lastSame)
+			if (k[0] == k1[0]) != tt.pkgSame || (k[1] == k1[1]) != tt.osSame || (k[2] == k1[2]) != tt.lastSame {
+				t.Fatalf("packages key same=%v (want %v), os key same=%v (want %v), archive key same=%v (want %v)",
+					k[0] == k1[0], tt.pkgSame, k[1] == k1[1], tt.osSame, k[2] == k1[2], tt.lastSame)
 			}
 		})
 	}
@@ -119,18 +125,19 @@ func TestKeysBuildRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Pipelines: build, packages, os, archive.
 	tests := []struct {
-		name             string
-		change           func(m *manifest.Manifest)
-		rootSame, osSame bool
+		name                      string
+		change                    func(m *manifest.Manifest)
+		rootSame, pkgSame, osSame bool
 	}{
-		{"image package", func(m *manifest.Manifest) { m.Sources.Debs[1].URL += "x" }, true, false},
-		{"seed", func(m *manifest.Manifest) { m.Seed++ }, true, false},
-		{"os stage", func(m *manifest.Manifest) { m.Pipelines[1].Stages[1].Options = json.RawMessage(`{"hostname":"other"}`) }, true, false},
+		{"image package", func(m *manifest.Manifest) { m.Sources.Debs[1].URL += "x" }, true, false, false},
+		{"seed", func(m *manifest.Manifest) { m.Seed++ }, true, false, false},
+		{"os stage", func(m *manifest.Manifest) { m.Pipelines[2].Stages[1].Options = json.RawMessage(`{"hostname":"other"}`) }, true, true, false},
 		{"build root package", func(m *manifest.Manifest) {
 			m.Pipelines[0].Stages[0].Options = json.RawMessage(`{"debs":["` + m.Sources.Debs[1].SHA256 + `"]}`)
 			m.Sources.BuildDebs[0] = m.Sources.Debs[1]
-		}, false, false},
+		}, false, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,8 +147,9 @@ func TestKeysBuildRoot(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (k[0] == k1[0]) != tt.rootSame || (k[1] == k1[1]) != tt.osSame {
-				t.Fatalf("build root key same=%v (want %v), os key same=%v (want %v)", k[0] == k1[0], tt.rootSame, k[1] == k1[1], tt.osSame)
+			if (k[0] == k1[0]) != tt.rootSame || (k[1] == k1[1]) != tt.pkgSame || (k[2] == k1[2]) != tt.osSame {
+				t.Fatalf("build root key same=%v (want %v), packages key same=%v (want %v), os key same=%v (want %v)",
+					k[0] == k1[0], tt.rootSame, k[1] == k1[1], tt.pkgSame, k[2] == k1[2], tt.osSame)
 			}
 		})
 	}

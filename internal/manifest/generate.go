@@ -154,7 +154,15 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		}
 		m.Pipelines = append(m.Pipelines, bp)
 	}
-	os := Pipeline{Name: "os", Kind: KindTree, Build: build}
+	// The package tree is a pipeline of its own, and the os tree starts
+	// from a copy of it: an edit of the customizations, or an image type
+	// with other kernel options, reuses the installed packages from the
+	// store (see treePipelines).
+	pkgTree, os, err := treePipelines(build, stageopt.Mmdebstrap{Suite: def.Codename, Packages: names, Debs: debs})
+	if err != nil {
+		return nil, err
+	}
+	m.Pipelines = append(m.Pipelines, pkgTree)
 	add := addStage
 	var fstab any
 	if disk != nil {
@@ -165,7 +173,6 @@ func Generate(ctx context.Context, solver Solver, req Request) (*Manifest, error
 		opts any
 		when bool
 	}{
-		{"mmdebstrap", stageopt.Mmdebstrap{Suite: def.Codename, Packages: names, Debs: debs}, true},
 		{"hostname", stageopt.Hostname{Hostname: c.hostname}, true},
 		{"timezone", stageopt.Timezone{Zone: c.timezone, NTPServers: c.ntpServers}, true},
 		{"locale", stageopt.Locale{Language: c.language, Keyboard: c.keyboard}, true},

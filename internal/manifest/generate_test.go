@@ -113,20 +113,24 @@ data = "hi\n"
 	if got := strings.Join(names, ","); got != "kib-a,kib-b,kib-extra" {
 		t.Errorf("debs = %s, want kib-a,kib-b,kib-extra", got)
 	}
+	if p := m1.Pipelines[0]; p.Name != "packages" || len(p.Stages) != 1 || p.Stages[0].Type != "mmdebstrap" {
+		t.Errorf("first pipeline = %+v, want the package tree", p)
+	}
+	osp, _ := m1.Pipeline("os")
 	var types []string
-	for _, s := range m1.Pipelines[0].Stages {
+	for _, s := range osp.Stages {
 		types = append(types, s.Type)
 	}
-	if got := strings.Join(types, ","); got != "mmdebstrap,hostname,timezone,locale,users,files,debian-finalize" {
+	if got := strings.Join(types, ","); got != "tree-copy,hostname,timezone,locale,users,files,debian-finalize" {
 		t.Errorf("os stages = %s", got)
 	}
 	var host struct{ Hostname string }
-	json.Unmarshal(m1.Pipelines[0].Stages[1].Options, &host)
+	json.Unmarshal(osp.Stages[1].Options, &host)
 	if host.Hostname != "builder" {
 		t.Errorf("hostname stage = %q, want the blueprint's", host.Hostname)
 	}
 	var fin struct{ Sources []string }
-	json.Unmarshal(m1.Pipelines[0].Stages[6].Options, &fin)
+	json.Unmarshal(osp.Stages[6].Options, &fin)
 	if len(fin.Sources) != 0 {
 		t.Errorf("image keeps host-only file:// sources: %v", fin.Sources)
 	}
@@ -140,8 +144,8 @@ data = "hi\n"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mc.Seed != 7 || mc.Pipelines[1].Stages[0].Type != "oci-archive" {
-		t.Errorf("container manifest: seed %d, stage %s", mc.Seed, mc.Pipelines[1].Stages[0].Type)
+	if mc.Seed != 7 || mc.Pipelines[2].Stages[0].Type != "oci-archive" {
+		t.Errorf("container manifest: seed %d, stage %s", mc.Seed, mc.Pipelines[2].Stages[0].Type)
 	}
 }
 
@@ -195,19 +199,19 @@ func TestGenerateDisk(t *testing.T) {
 		}
 		layout = append(layout, p.Name+":"+strings.Join(types, ","))
 	}
-	want := "os:mmdebstrap,hostname,timezone,locale,fstab,debian-finalize image:gpt,esp,ext4,grub-efi,grub-bios vpc:qemu-img"
+	want := "packages:mmdebstrap os:tree-copy,hostname,timezone,locale,fstab,debian-finalize image:gpt,esp,ext4,grub-efi,grub-bios vpc:qemu-img"
 	if got := strings.Join(layout, " "); got != want {
 		t.Errorf("pipelines\n got %s\nwant %s", got, want)
 	}
 	var gpt struct{ Size int64 }
-	json.Unmarshal(m.Pipelines[1].Stages[0].Options, &gpt)
+	json.Unmarshal(m.Pipelines[2].Stages[0].Options, &gpt)
 	if gpt.Size != 2<<30 {
 		t.Errorf("disk size %d, want the blueprint's 2 GiB", gpt.Size)
 	}
 	var fin struct {
 		KernelCmdline string `json:"kernel_cmdline"`
 	}
-	json.Unmarshal(m.Pipelines[0].Stages[5].Options, &fin)
+	json.Unmarshal(m.Pipelines[1].Stages[5].Options, &fin)
 	if !strings.HasPrefix(fin.KernelCmdline, "root=UUID=") || !strings.HasSuffix(fin.KernelCmdline, "ro console=ttyS0 quiet") {
 		t.Errorf("kernel command line %q", fin.KernelCmdline)
 	}
@@ -220,8 +224,8 @@ func TestGenerateDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	json.Unmarshal(m.Pipelines[1].Stages[0].Options, &gpt)
-	if len(m.Pipelines) != 2 || m.Exports[0].Name != "image" || gpt.Size != 1<<30+1<<20 {
+	json.Unmarshal(m.Pipelines[2].Stages[0].Options, &gpt)
+	if len(m.Pipelines) != 3 || m.Exports[0].Name != "image" || gpt.Size != 1<<30+1<<20 {
 		t.Errorf("ami: %d pipelines, export %q, size %d (want --size rounded up to 1 MiB)", len(m.Pipelines), m.Exports[0].Name, gpt.Size)
 	}
 	small := int64(100 << 20)
@@ -297,7 +301,7 @@ build_root:
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `pipelines[1].build: pipeline "vpc" must come earlier`) {
 		t.Errorf("validate of a build root that comes later: %v", err)
 	}
-	bad.Pipelines[3].Build = "image"
+	bad.Pipelines[4].Build = "image"
 	bad.Pipelines[1].Build = "build"
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "a build root must be a tree") {
 		t.Errorf("validate of a file build root: %v", err)

@@ -9,7 +9,9 @@ var _ validator = (*GCETar)(nil)
 // from the file system, and the entry's time, owner and mode are fixed, so
 // the archive is the same on every build. GNU tar stores a file as sparse
 // only when it uses fewer blocks than its size, which disk images made by
-// kib's stages always do (they are never written with zeros).
+// kib's stages always do (they are never written with zeros). The gzip
+// stream is compressed on every core in blocks of 1 MiB; its bytes do not
+// depend on the number of cores.
 type GCETar struct {
 	Conversion
 	// Level is the gzip level, 1 to 9; 0 means 6.

@@ -181,7 +181,7 @@ func TestDebsUnpackDecoders(t *testing.T) {
 	hostXZ = func() string { return "" }
 	withGo := unpack()
 	hostXZ = saved
-	if a, b := treeListing(t, withXZ), treeListing(t, withGo); a != b {
+	if a, b := entryListing(t, withXZ), entryListing(t, withGo); a != b {
 		t.Errorf("host xz and Go's decoder differ:\n%s\n---\n%s", a, b)
 	}
 	if b, _ := os.ReadFile(filepath.Join(withGo, "etc/conf")); string(b) != "second\n" {
@@ -192,9 +192,9 @@ func TestDebsUnpackDecoders(t *testing.T) {
 	}
 }
 
-// treeListing lists every entry under root with its mode, link target and
+// entryListing lists every entry under root with its mode, link target and
 // content.
-func treeListing(t *testing.T, root string) string {
+func entryListing(t *testing.T, root string) string {
 	t.Helper()
 	var b strings.Builder
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {

@@ -1,11 +1,11 @@
 package stages
 
 import (
-	"compress/gzip"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/kib-project/kib/internal/hostcmd"
 	"github.com/kib-project/kib/internal/stageopt"
@@ -30,7 +30,7 @@ func (o *GCETar) Run(ctx context.Context, env *Env) error {
 	}
 	logger(env).Info("gce-tar: packing disk.raw", "input", o.InputFilename, "output", o.Filename)
 	return createAtomic(env.Out, o.Filename, func(f *os.File) error {
-		zw, err := gzip.NewWriterLevel(f, level)
+		zw, err := newParallelGzip(f, level, runtime.NumCPU())
 		if err != nil {
 			return fmt.Errorf("gce-tar: %w", err)
 		}

@@ -3,7 +3,6 @@ package stages
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -89,7 +89,7 @@ func writeGzipLayer(ctx context.Context, env *Env, dir string, exclude []string,
 	}
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	zw, err := gzip.NewWriterLevel(bw, gzip.DefaultCompression)
+	zw, err := newParallelGzip(bw, 6, runtime.NumCPU())
 	if err != nil {
 		return err
 	}

@@ -99,8 +99,9 @@ func (e *Env) BaseEnv() []string {
 
 // Revision is part of every store key: bump it when a stage writes other
 // bytes for the same options, so that a store does not serve objects made
-// by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository.
-const Revision = 3
+// by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository;
+// 4: gce-tar's and oci-archive's gzip streams are compressed in parallel blocks.
+const Revision = 4
 
 // entry is a registered stage type: run makes the stage from its decoded
 // options, opts returns zero options (for tests).

@@ -1,0 +1,53 @@
+# Shared by bench/edit.sh and bench/typechange.sh: run kib, timing it and
+# reading its peak RSS (kib's own, without the tools it runs) from its log.
+# Source it; it defines functions only.
+
+now() { date +%s.%N; }
+el() { awk "BEGIN{print $2 - $1}"; }
+
+# secs DURATION: a Go duration (850ms, 1.5s, 1m2.5s) in seconds.
+secs() {
+  awk -v d="$1" 'BEGIN{
+    t = 0
+    while (match(d, /^[0-9.]+(ms|µs|us|ns|h|m|s)/)) {
+      tok = substr(d, 1, RLENGTH); d = substr(d, RLENGTH + 1)
+      n = tok + 0; u = tok; sub(/^[0-9.]+/, "", u)
+      if (u == "h") t += n * 3600; else if (u == "m") t += n * 60; else if (u == "s") t += n
+      else if (u == "ms") t += n / 1000; else t += n / 1000000
+    }
+    printf "%.3f", t }'
+}
+
+# kib_timed LOG ARGS...: runs nice -n 10 $KIB ARGS with its log in LOG and
+# sets SECS (wall time) and RSS (kib's peak RSS in MiB, from getrusage, as
+# kib logs it at the end of a build; else VmHWM polled from /proc).
+kib_timed() {
+  local log=$1; shift
+  local s hwm=0 pid
+  s=$(now)
+  nice -n 10 "$KIB" "$@" 2> "$log" > /dev/null &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    local v
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    [ -n "$v" ] && [ "$v" -gt "$hwm" ] && hwm=$v
+    sleep 0.1
+  done
+  wait "$pid" || { echo "kib $* failed; log: $log" >&2; tail -20 "$log" >&2; return 1; }
+  SECS=$(el "$s" "$(now)")
+  RSS=$(sed -n 's/.*msg="build done" peak_rss_mib=\([0-9.]*\).*/\1/p' "$log" | tail -1)
+  [ -n "$RSS" ] || RSS=$(awk "BEGIN{printf \"%.1f\", $hwm / 1024}")
+}
+
+# stage_secs LOG STAGE: the seconds the stage STAGE took in the build of LOG
+# (0 if it did not run).
+stage_secs() {
+  local d
+  d=$(sed -n "s/.*msg=\"stage done\" pipeline=[^ ]* stage=$2 index=[0-9]* duration=\([^ ]*\).*/\1/p" "$1" | tail -1)
+  if [ -n "$d" ]; then secs "$d"; else echo 0; fi
+}
+
+# stages LOG: each stage that ran, with its pipeline and time.
+stages() {
+  sed -n 's/.*msg="stage done" pipeline=\([^ ]*\) stage=\([^ ]*\) index=[0-9]* duration=\([^ ]*\).*/    \1 \2 \3/p' "$1"
+}

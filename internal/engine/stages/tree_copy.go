@@ -1,0 +1,358 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kib-project/kib/internal/stageopt"
+)
+
+func init() {
+	register("tree-copy", func(o *stageopt.TreeCopy) Stage { return (*TreeCopy)(o) })
+}
+
+// TreeCopy is the tree-copy stage; its options are stageopt.TreeCopy.
+type TreeCopy stageopt.TreeCopy
+
+// Run copies the tree.
+func (t *TreeCopy) Run(ctx context.Context, env *Env) error {
+	src, err := env.Input(t.Source)
+	if err != nil {
+		return fmt.Errorf("tree-copy: source: %w", err)
+	}
+	if env.Tree == "" {
+		return errors.New("tree-copy: this stage must run in a tree pipeline (env.Tree is empty)")
+	}
+	start := time.Now()
+	st, err := CopyTree(ctx, src, env.Tree, 0)
+	if err != nil {
+		return fmt.Errorf("tree-copy: %w", err)
+	}
+	logger(env).Info("tree-copy: copied", "source", t.Source, "entries", st.Entries, "bytes", st.Bytes,
+		"duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// InputNames returns the tree the stage copies.
+func (t *TreeCopy) InputNames() []string { return (*stageopt.TreeCopy)(t).InputNames() }
+
+// CopyStats counts what CopyTree copied.
+type CopyStats struct {
+	Entries int64
+	Bytes   int64
+}
+
+// CopyTree copies the directory tree src into the existing, empty directory
+// dst (whose own metadata becomes src's) with workers parallel copiers; 0
+// means twice the number of CPUs, at most 8. See TreeCopy for what is kept.
+func CopyTree(ctx context.Context, src, dst string, workers int) (CopyStats, error) {
+	if workers <= 0 {
+		workers = min(2*runtime.NumCPU(), 8)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := &treeCopier{src: src, dst: dst, links: map[fileID]string{}}
+	jobs := make(chan copyJob, 256)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := c.copyEntry(j); err != nil {
+					c.fail(err)
+					cancel()
+				}
+			}
+		}()
+	}
+	walkErr := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("%s: no stat data", p)
+		}
+		c.entries++
+		if d.IsDir() {
+			if rel != "." {
+				if err := os.Mkdir(filepath.Join(dst, rel), 0o700); err != nil {
+					return err
+				}
+			}
+			c.dirs = append(c.dirs, copyJob{rel: rel, st: st})
+			return nil
+		}
+		if st.Nlink > 1 {
+			id := fileID{st.Dev, st.Ino}
+			if first, ok := c.links[id]; ok {
+				c.hardlinks = append(c.hardlinks, [2]string{first, rel})
+				return nil
+			}
+			c.links[id] = rel
+		}
+		jobs <- copyJob{rel: rel, st: st}
+		return nil
+	})
+	close(jobs)
+	wg.Wait()
+	if walkErr != nil && !errors.Is(walkErr, context.Canceled) {
+		return c.stats(), walkErr
+	}
+	if err := c.err(); err != nil {
+		return c.stats(), err
+	}
+	if err := ctx.Err(); err != nil {
+		return c.stats(), err
+	}
+	for _, l := range c.hardlinks {
+		if err := os.Link(filepath.Join(dst, l[0]), filepath.Join(dst, l[1])); err != nil {
+			return c.stats(), err
+		}
+	}
+	// Directories last, deepest first: creating their entries changed their
+	// times, and a read-only directory could not have been filled.
+	for _, d := range slices.Backward(c.dirs) {
+		if err := c.setMeta(d.rel, d.st, true); err != nil {
+			return c.stats(), err
+		}
+	}
+	return c.stats(), nil
+}
+
+type fileID struct{ dev, ino uint64 }
+
+type copyJob struct {
+	rel string
+	st  *syscall.Stat_t
+}
+
+type treeCopier struct {
+	src, dst  string
+	entries   int64 // written by the walker only
+	links     map[fileID]string
+	hardlinks [][2]string
+	dirs      []copyJob
+
+	mu    sync.Mutex
+	bytes int64
+	first error
+}
+
+func (c *treeCopier) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.first == nil {
+		c.first = err
+	}
+}
+
+func (c *treeCopier) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.first
+}
+
+func (c *treeCopier) stats() CopyStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return CopyStats{Entries: c.entries, Bytes: c.bytes}
+}
+
+// copyEntry makes the non-directory entry rel in dst and sets its metadata.
+func (c *treeCopier) copyEntry(j copyJob) error {
+	from, to := filepath.Join(c.src, j.rel), filepath.Join(c.dst, j.rel)
+	switch j.st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		n, err := copyFileData(from, to, j.st)
+		if err != nil {
+			return fmt.Errorf("copying %s: %w", j.rel, err)
+		}
+		c.mu.Lock()
+		c.bytes += n
+		c.mu.Unlock()
+	case unix.S_IFLNK:
+		target, err := os.Readlink(from)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(target, to); err != nil {
+			return err
+		}
+	case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO, unix.S_IFSOCK:
+		if err := unix.Mknod(to, j.st.Mode&(unix.S_IFMT|0o777), int(j.st.Rdev)); err != nil {
+			return fmt.Errorf("mknod %s: %w", j.rel, err)
+		}
+	default:
+		return fmt.Errorf("%s: unsupported file type %#o", j.rel, j.st.Mode&unix.S_IFMT)
+	}
+	return c.setMeta(j.rel, j.st, false)
+}
+
+// setMeta gives dst's rel src's owner, extended attributes, mode and times,
+// in that order: a change of owner clears set-id bits and file
+// capabilities.
+func (c *treeCopier) setMeta(rel string, st *syscall.Stat_t, dir bool) error {
+	from, to := filepath.Join(c.src, rel), filepath.Join(c.dst, rel)
+	if err := unix.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown %s: %w", rel, err)
+	}
+	if err := copyXattrs(from, to); err != nil {
+		return fmt.Errorf("extended attributes of %s: %w", rel, err)
+	}
+	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	if !isLink {
+		if err := unix.Fchmodat(unix.AT_FDCWD, to, st.Mode&0o7777, 0); err != nil {
+			return fmt.Errorf("chmod %s: %w", rel, err)
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, to, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("times of %s: %w", rel, err)
+	}
+	return nil
+}
+
+// copyXattrs copies every extended attribute of from to to, in name order,
+// without following symbolic links.
+func copyXattrs(from, to string) error {
+	size, err := unix.Llistxattr(from, nil)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil
+		}
+		return err
+	}
+	if size == 0 {
+		return nil
+	}
+	buf := make([]byte, size)
+	n, err := unix.Llistxattr(from, buf)
+	if err != nil {
+		return err
+	}
+	names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
+	slices.Sort(names)
+	for _, name := range names {
+		vsize, err := unix.Lgetxattr(from, name, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		val := make([]byte, vsize)
+		vn, err := unix.Lgetxattr(from, name, val)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := unix.Lsetxattr(to, name, val[:vn], 0); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// copyFileData creates to with from's content, keeping holes when from has
+// any, and returns the number of data bytes copied.
+func copyFileData(from, to string, st *syscall.Stat_t) (int64, error) {
+	// O_NOATIME: reading the store's tree does not change it.
+	in, err := os.OpenFile(from, os.O_RDONLY|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		in, err = os.Open(from)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer out.Close()
+	size := st.Size
+	var copied int64
+	if st.Blocks*512 < size {
+		// Fewer blocks than bytes: sparse. Copy the data extents only.
+		var off int64
+		for off < size {
+			data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+			if errors.Is(err, unix.ENXIO) {
+				break // only a hole remains
+			} else if err != nil {
+				data = off // no SEEK_DATA: copy the rest
+			}
+			hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+			if err != nil {
+				hole = size
+			}
+			if err := copyRange(in, out, data, hole-data); err != nil {
+				return copied, err
+			}
+			copied += hole - data
+			off = hole
+		}
+		if err := out.Truncate(size); err != nil {
+			return copied, err
+		}
+	} else if size > 0 {
+		if err := copyRange(in, out, 0, size); err != nil {
+			return copied, err
+		}
+		copied = size
+	}
+	return copied, out.Close()
+}
+
+// copyRange copies n bytes at off from in to the same offset of out, in the
+// kernel when it can (copy_file_range), else through a buffer.
+func copyRange(in, out *os.File, off, n int64) error {
+	roff, woff := off, off
+	for n > 0 {
+		w, err := unix.CopyFileRange(int(in.Fd()), &roff, int(out.Fd()), &woff, int(min(n, 1<<30)), 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				return copyRangeBuffered(in, out, roff, woff, n)
+			}
+			return err
+		}
+		if w == 0 {
+			return fmt.Errorf("%s: file shrank while copying", in.Name())
+		}
+		n -= int64(w)
+	}
+	return nil
+}
+
+func copyRangeBuffered(in, out *os.File, roff, woff, n int64) error {
+	_, err := io.Copy(io.NewOffsetWriter(out, woff), io.NewSectionReader(in, roff, n))
+	return err
+}
