@@ -103,8 +103,8 @@ func (e *Env) BaseEnv() []string {
 
 // Revision is part of every store key: bump it when a stage writes other
 // bytes for the same options, so that a store does not serve objects made
-// by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository.
-const Revision = 3
+// by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository; 4: the initramfs is built once, zstd-compressed by kib.
+const Revision = 4
 
 type factory func(json.RawMessage) (Stage, error)
 
