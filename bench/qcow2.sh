@@ -78,6 +78,15 @@ printf 'build root: cached %.3fx of kib cold with host tools, cold %.3fx; the bu
   "$(sed -n 's/.*msg="pipeline done" pipeline=build .*duration=\(.*\)/\1/p' "$W/kib-br-cold.log")"
 echo "kib's stages (last cold round):"
 sed -n 's/.*msg="stage done" pipeline=\([^ ]*\) stage=\([^ ]*\) index=[0-9]* duration=\(.*\)/  \1 \2 \3/p' "$W/kib.log"
+# The inner phases of the rootfs stage (extract, unpack, configure,
+# triggers, initramfs, ...), and dpkg's steps of a second or more.
+for l in kib kib-br-cold; do
+  echo "rootfs phases ($l.log, last cold round):"
+  sed -n 's/.*msg="phase done" pipeline=\([^ ]*\) stage=\([^ ]*\) phase=\([^ ]*\) duration=\(.*\)/  \2 \3 \4/p' "$W/$l.log"
+  sed -n 's/.*msg="slow step" pipeline=[^ ]* stage=\([^ ]*\) step="\{0,1\}\([^"]*\)"\{0,1\} duration=\(.*\)/  \1 step "\2" \3/p' "$W/$l.log"
+done
+printf 'kib with build root cold / plain = %.3f (%.2f s / %.2f s)\n' \
+  "$(awk "BEGIN{print $tbc / $tp}")" "$(awk "BEGIN{print $tbc / $ROUNDS}")" "$(awk "BEGIN{print $tp / $ROUNDS}")"
 printf '%s packages, qcow2 %s bytes\n' "$(wc -l < "$W/pins.txt")" "$(stat -c %s "$W/out/qcow2/disk.qcow2")"
 printf 'kib/plain = %.3f (kib %.2f s, plain %.2f s over %d rounds); warm rebuild %.2f s\n' \
   "$(awk "BEGIN{print $tk / $tp}")" "$(awk "BEGIN{print $tk / $ROUNDS}")" "$(awk "BEGIN{print $tp / $ROUNDS}")" "$ROUNDS" "$(awk "BEGIN{print $tw / $ROUNDS}")"

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kib-project/kib/internal/hostcmd"
 	"github.com/kib-project/kib/internal/stageopt"
@@ -66,7 +67,16 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	// private mount namespace holds the mount point, so nothing of the
 	// store's path reaches the image, and mmdebstrap's cleanup of /run
 	// removes the mount point from the tree.
-	script := `mount -t tmpfs -o mode=0755 kib /run && mkdir ` + repoMount + ` && mount -o ro,bind "$0" ` + repoMount + ` && exec "$@"`
+	helpers := filepath.Join(env.Work, "build")
+	if err := prepareBuildDir(helpers); err != nil {
+		return err
+	}
+	marks := filepath.Join(env.Work, "phases")
+	// The helper directory (see initramfs.go) comes first in PATH: in the
+	// tree, for dpkg's maintainer scripts and mkinitramfs; outside it, on
+	// this fresh /run, it does not exist.
+	script := `mount -t tmpfs -o mode=0755 kib /run && mkdir ` + repoMount + ` && mount -o ro,bind "$0" ` + repoMount +
+		` && PATH=` + buildDir + `:$PATH && export PATH && exec "$@"`
 	args := []string{"--mount", "--propagation", "private", "sh", "-c", script, repo,
 		"mmdebstrap",
 		"--mode=root", "--format=directory", "--variant=custom",
@@ -78,12 +88,20 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 		// thrown away if the build stops and the artifact is written later.
 		"--setup-hook=" + buildConfigHook,
 		"--setup-hook=" + mountRepoHook,
+		"--setup-hook=" + fmt.Sprintf(mountBuildDirHook, helpers),
+		"--setup-hook=" + phaseHook(marks, "setup"),
+		"--extract-hook=" + phaseHook(marks, "extract"),
+		"--customize-hook=" + phaseHook(marks, "install"),
+		"--customize-hook=" + initramfsHook,
+		"--customize-hook=" + phaseHook(marks, "initramfs"),
 		"--customize-hook=" + unmountRepoHook,
 		"--customize-hook=rm -f \"$1" + aptBuildConf + "\" \"$1" + dpkgBuildConf + "\"",
+		"--customize-hook=" + unmountBuildDirHook,
 		m.Suite, env.Tree, "deb [trusted=yes] file://" + repoMount + " ./",
 	}
 	// Run in a private mount namespace: mounts mmdebstrap leaves behind when
 	// it fails or is killed vanish with the process.
+	start := time.Now()
 	_, err = env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog,
 		// LC_ALL=C rather than BaseEnv's C.UTF-8: still the same on every
 		// host, and dpkg and the maintainer scripts ran 15-20 % slower in
@@ -92,6 +110,12 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	if err != nil {
 		return fmt.Errorf("mmdebstrap: %w", err)
 	}
+	done := time.Now()
+	if _, err := compressInitramfs(ctx, env.Tree, helpers); err != nil {
+		return fmt.Errorf("compressing the initramfs: %w", err)
+	}
+	logPhases(env.Log, "mmdebstrap", start, done, readMarks(marks, false),
+		readMarks(filepath.Join(helpers, "dpkg-status"), true), time.Since(done))
 	return nil
 }
 
@@ -118,6 +142,7 @@ var buildConfigHook = strings.Join([]string{
 	`mkdir -p "$1/etc/apt/apt.conf.d" "$1/etc/dpkg/dpkg.cfg.d"`,
 	`echo 'Acquire::Languages "none";' > "$1` + aptBuildConf + `"`,
 	`echo force-unsafe-io > "$1` + dpkgBuildConf + `"`,
+	`echo 'status-logger ` + buildDir + `/status-logger' >> "$1` + dpkgBuildConf + `"`,
 }, " && ")
 
 // linkOrCopy hard-links src to dst, copying when they are on different file

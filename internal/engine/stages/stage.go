@@ -101,7 +101,8 @@ func (e *Env) BaseEnv() []string {
 // bytes for the same options, so that a store does not serve objects made
 // by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository;
 // 4: gce-tar's and oci-archive's gzip streams are compressed in parallel blocks.
-const Revision = 4
+// 5: the initramfs is built once, zstd-compressed by kib.
+const Revision = 5
 
 // entry is a registered stage type: run makes the stage from its decoded
 // options, opts returns zero options (for tests).
