@@ -121,7 +121,16 @@ func TestBuildReproducible(t *testing.T) {
 	mt := generate(t, "tar", cache)
 	mc := generate(t, "container", cache)
 	me := generateWith(t, "tar", cache, editedBlueprint)
-	if me.Pipelines[0].Name != manifest.PackagesPipeline || !reflect.DeepEqual(me.Pipelines[0], mt.Pipelines[0]) {
+	pkgTree := func(m *manifest.Manifest) *manifest.Pipeline {
+		for i := range m.Pipelines {
+			if m.Pipelines[i].Name == manifest.PackagesPipeline {
+				return &m.Pipelines[i]
+			}
+		}
+		t.Fatalf("no %s pipeline in the manifest", manifest.PackagesPipeline)
+		return nil
+	}
+	if !reflect.DeepEqual(pkgTree(me), pkgTree(mt)) {
 		t.Fatal("the edited blueprint's manifest has another package tree pipeline")
 	}
 	log := testLogger(t)
