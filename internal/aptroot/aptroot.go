@@ -17,7 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -32,6 +31,7 @@ import (
 	"github.com/kib-project/kib/internal/debindex"
 	"github.com/kib-project/kib/internal/depsolve"
 	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/fetch"
 	"github.com/kib-project/kib/internal/store"
 )
 
@@ -337,35 +337,9 @@ func keyring(r depsolve.Repo) (*debindex.Keyring, error) {
 
 // get writes the content at u (http, https or file) to w.
 func (b *Bootstrapper) get(ctx context.Context, u string, w io.Writer) error {
-	pu, err := url.Parse(u)
-	if err != nil {
-		return err
-	}
-	if pu.Scheme == "file" {
-		f, err := os.Open(pu.Path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(w, f)
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
 	c := b.Client
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Minute}
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	_, err = io.Copy(w, resp.Body)
-	return err
+	return fetch.Get(ctx, c, u, w)
 }

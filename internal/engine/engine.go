@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kib-project/kib/internal/engine/stages"
+	"github.com/kib-project/kib/internal/fetch"
 	"github.com/kib-project/kib/internal/hostcmd"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/store"
@@ -424,35 +424,5 @@ func (e *Engine) fetch(ctx context.Context, debs []manifest.Deb) (map[string]str
 
 // download writes the content at rawURL (http, https or file) to w.
 func (e *Engine) download(ctx context.Context, rawURL string, w io.Writer) error {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return err
-	}
-	if u.Scheme == "file" {
-		f, err := os.Open(u.Path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(w, f)
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		return err
-	}
-	client := e.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", rawURL, resp.Status)
-	}
-	_, err = io.Copy(w, resp.Body)
-	return err
+	return fetch.Get(ctx, e.HTTPClient, rawURL, w)
 }
