@@ -551,3 +551,102 @@ func TestSystemdBoot(t *testing.T) {
 		t.Error("BOOTX64.EFI is not systemd-boot")
 	}
 }
+
+// TestXZSameAsOneXZ checks that the stage's block-by-block compression, with
+// its zero blocks compressed once, writes the bytes of one multi-threaded xz
+// over the whole file, for sparse and allocated zeros and a partial last
+// block.
+func TestXZSameAsOneXZ(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		level int
+		block uint64
+		size  int64
+	}{
+		{"1MiB blocks", 1, MiB, 16 * MiB},
+		{"partial last block", 1, MiB, 16*MiB + 12345},
+		{"4MiB blocks level 6", 6, 4 * MiB, 16 * MiB},
+		{"small blocks: one xz", 1, 64 * 1024, 2 * MiB},
+		{"empty file", 1, MiB, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			in := t.TempDir()
+			env.Inputs["image"] = in
+			raw := filepath.Join(in, "disk.raw")
+			if tc.size == 0 {
+				os.WriteFile(raw, nil, 0o644)
+			} else {
+				raw = sparseInput(t, env, in)
+				if err := os.Truncate(raw, tc.size); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts := &XZ{Conversion: stageopt.Conversion{Input: "image", InputFilename: "disk.raw", Filename: "disk.raw.xz"},
+				Level: tc.level, BlockSize: tc.block}
+			runStage(t, env, "xz", opts)
+			got, err := os.ReadFile(filepath.Join(env.Out, "disk.raw.xz"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := cmdOut(t, "xz", "--compress", "--stdout", fmt.Sprintf("-%d", tc.level),
+				"--threads=+2", fmt.Sprintf("--block-size=%d", tc.block), raw)
+			if string(got) != want {
+				t.Fatalf("the stage wrote %d bytes, one xz %d: they differ", len(got), len(want))
+			}
+			cmdOut(t, "xz", "--test", filepath.Join(env.Out, "disk.raw.xz"))
+		})
+	}
+}
+
+func TestParseXZBlockRefuses(t *testing.T) {
+	good := []byte(cmdOut(t, "sh", "-c", "printf hello | xz --threads=+1 -1"))
+	if _, err := parseXZBlock(good); err != nil {
+		t.Fatalf("xz's own stream: %v", err)
+	}
+	for name, s := range map[string][]byte{
+		"empty":     nil,
+		"truncated": good[:len(good)-5],
+		"no magic":  append([]byte("XXXXXX"), good[6:]...),
+		"two streams": func() []byte {
+			return []byte(cmdOut(t, "sh", "-c", "head -c 3000000 /dev/urandom | xz --threads=+1 --block-size=1048576 -0"))
+		}(),
+	} {
+		if _, err := parseXZBlock(s); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// BenchmarkXZ compresses the disk image named by $KIB_BENCH_RAW (a sparse
+// raw image, say a build's image.raw) with the stage and, for comparison,
+// with one multi-threaded xz over the whole file: same options, same bytes.
+func BenchmarkXZ(b *testing.B) {
+	raw := os.Getenv("KIB_BENCH_RAW")
+	if raw == "" {
+		b.Skip("KIB_BENCH_RAW names no raw image")
+	}
+	fi, err := os.Stat(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("stage", func(b *testing.B) {
+		env := newEnv(b)
+		env.Inputs["image"] = filepath.Dir(raw)
+		opts := &XZ{Conversion: stageopt.Conversion{Input: "image", InputFilename: filepath.Base(raw), Filename: "disk.raw.xz"}}
+		b.SetBytes(fi.Size())
+		for b.Loop() {
+			runStage(b, env, "xz", opts)
+		}
+	})
+	b.Run("one-xz", func(b *testing.B) {
+		b.SetBytes(fi.Size())
+		for b.Loop() {
+			cmd := exec.Command("xz", "--compress", "--stdout", "-6", "--threads=+2", fmt.Sprintf("--block-size=%d", 24*MiB), raw)
+			cmd.Stdout = io.Discard
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -20,7 +20,7 @@ import (
 
 const testSDE = 1716163200
 
-func newEnv(t *testing.T) *Env {
+func newEnv(t testing.TB) *Env {
 	t.Helper()
 	base := t.TempDir()
 	env := &Env{Out: filepath.Join(base, "out"), Work: filepath.Join(base, "work"),
@@ -34,7 +34,7 @@ func newEnv(t *testing.T) *Env {
 }
 
 // newStage decodes opts through the registry, as the engine does.
-func newStage(t *testing.T, typ string, opts any) Stage {
+func newStage(t testing.TB, typ string, opts any) Stage {
 	t.Helper()
 	raw, err := json.Marshal(opts)
 	if err != nil {
@@ -47,7 +47,7 @@ func newStage(t *testing.T, typ string, opts any) Stage {
 	return s
 }
 
-func runStage(t *testing.T, env *Env, typ string, opts any) {
+func runStage(t testing.TB, env *Env, typ string, opts any) {
 	t.Helper()
 	if err := newStage(t, typ, opts).Run(context.Background(), env); err != nil {
 		t.Fatalf("%s: %v", typ, err)
