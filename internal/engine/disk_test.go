@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,8 @@ uid = 2001
 `
 
 // TestDiskImage builds the same qcow2 manifest in two stores (the second
-// without any mirror) and checks that raw and qcow2 are bit-identical, that
+// without any mirror, and with initramfs-tools' own hook-functions instead
+// of kib's faster copy_file) and checks that raw and qcow2 are bit-identical, that
 // the customizations are in the root file system (read with debugfs, without
 // booting), and that the image boots to a login with SeaBIOS and with OVMF.
 func TestDiskImage(t *testing.T) {
@@ -51,6 +53,7 @@ func TestDiskImage(t *testing.T) {
 		if i == 1 {
 			copyDir(t, filepath.Join(root, "storeA", "sources"), filepath.Join(st.Dir(), "sources"))
 			e.HTTPClient = offlineClient
+			t.Setenv("KIB_INITRAMFS_FAST", "off")
 		}
 		arts, err := e.Build(ctx, m, Options{OutputDir: filepath.Join(root, "out"+name)})
 		if err != nil {
@@ -59,6 +62,26 @@ func TestDiskImage(t *testing.T) {
 		image = arts[0]
 		qcows = append(qcows, arts[0].SHA256)
 		raws = append(raws, rawDiskSum(t, st, m))
+	}
+	// Store A's build took kib's copy_file, store B's initramfs-tools' own,
+	// when the image has the initramfs-tools kib knows.
+	for i, name := range []string{"storeA", "storeB"} {
+		data, err := os.ReadFile(filepath.Join(root, "out"+name, "qcow2", "disk.qcow2.build.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast := strings.Contains(string(data), "hook-functions with kib's copy_file")
+		known := slices.ContainsFunc(m.Sources.Debs, func(d manifest.Deb) bool {
+			return d.Name == "initramfs-tools-core" && d.Version == "0.142+deb12u3"
+		})
+		switch {
+		case i == 1 && fast:
+			t.Errorf("%s: kib's copy_file used with KIB_INITRAMFS_FAST=off", name)
+		case i == 0 && known && !fast:
+			t.Errorf("%s: initramfs-tools-core 0.142+deb12u3 built without kib's copy_file", name)
+		case i == 0 && !fast:
+			t.Logf("%s: this initramfs-tools-core is not the one kib's copy_file was proven against", name)
+		}
 	}
 	if raws[0] != raws[1] {
 		t.Errorf("disk.raw differs between stores: %s vs %s", raws[0], raws[1])
