@@ -101,6 +101,7 @@ fuzz:
 	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseDeb822 -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/depsolve -run '^$$' -fuzz FuzzParseRepoFlag -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/debindex -run '^$$' -fuzz FuzzParsePackages -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/engine/stages -run '^$$' -fuzz FuzzReadArMembers -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/debindex -run '^$$' -fuzz FuzzParseRelease -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/debindex -run '^$$' -fuzz FuzzCompareVersions -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/composer -run '^$$' -fuzz FuzzComposeRequest -fuzztime $(FUZZTIME)

@@ -32,8 +32,9 @@ uid = 2001
 `
 
 // TestDiskImage builds the same qcow2 manifest in two stores (the second
-// without any mirror, and with initramfs-tools' own hook-functions instead
-// of kib's faster copy_file) and checks that raw and qcow2 are bit-identical, that
+// without any mirror, with initramfs-tools' own hook-functions instead of
+// kib's faster copy_file, and from the packages as published instead of
+// their uncompressed copies) and checks that raw and qcow2 are bit-identical, that
 // the customizations are in the root file system (read with debugfs, without
 // booting), and that the image boots to a login with SeaBIOS and with OVMF.
 func TestDiskImage(t *testing.T) {
@@ -54,6 +55,7 @@ func TestDiskImage(t *testing.T) {
 			copyDir(t, filepath.Join(root, "storeA", "sources"), filepath.Join(st.Dir(), "sources"))
 			e.HTTPClient = offlineClient
 			t.Setenv("KIB_INITRAMFS_FAST", "off")
+			t.Setenv("KIB_UNCOMPRESSED_DEBS", "off")
 		}
 		arts, err := e.Build(ctx, m, Options{OutputDir: filepath.Join(root, "out"+name)})
 		if err != nil {

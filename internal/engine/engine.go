@@ -324,6 +324,10 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 		Arch:            m.DebArch,
 		Log:             e.log().With("pipeline", p.Name),
 		ToolLog:         e.ToolLog,
+		Cache: func(ctx context.Context, key string, build func(context.Context, string) error) (string, error) {
+			dir, _, err := e.Store.Object(ctx, key, build)
+			return dir, err
+		},
 	}
 	if env.ToolLog == nil {
 		env.ToolLog = io.Discard

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -30,11 +31,20 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	for _, d := range m.Debs {
-		src, ok := env.Sources[d]
-		if !ok {
+		if _, ok := env.Sources[d]; !ok {
 			return fmt.Errorf("deb %s is not among the fetched sources", d)
 		}
-		if err := linkOrCopy(src, filepath.Join(pool, d+".deb")); err != nil {
+	}
+	// The pool holds the packages with data.tar uncompressed (see
+	// deb_uncompressed.go), made on both cores the first time.
+	started := time.Now()
+	debs, err := uncompressedDebs(ctx, env, m.Debs, runtime.NumCPU())
+	if err != nil {
+		return err
+	}
+	env.Log.Info("phase done", "stage", "mmdebstrap", "phase", "uncompressed-debs", "duration", time.Since(started).Round(time.Millisecond))
+	for _, d := range m.Debs {
+		if err := linkOrCopy(debs[d], filepath.Join(pool, d+".deb")); err != nil {
 			return err
 		}
 	}
@@ -174,5 +184,5 @@ func linkOrCopy(src, dst string) error {
 
 // Tools lists the host tools the stage runs.
 func (m *Mmdebstrap) Tools() []string {
-	return []string{"mmdebstrap", "apt-ftparchive", "unshare", "sh"}
+	return []string{"mmdebstrap", "apt-ftparchive", "unshare", "sh", "dpkg-deb"}
 }

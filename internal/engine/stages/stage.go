@@ -55,6 +55,11 @@ type Env struct {
 	// Binds are the host directories tools in the build root work in: the
 	// store, which holds Tree, Out, Work, the inputs and the sources.
 	Binds []string
+	// Cache, if set, returns the directory of the store object with key (a
+	// sha256 hex digest), calling build to fill an empty directory when the
+	// store lacks it: what a stage keeps between builds to go faster, never
+	// anything that makes its output differ from a clean build's.
+	Cache func(ctx context.Context, key string, build func(ctx context.Context, dir string) error) (string, error)
 }
 
 // exec runs a tool: from the build root if there is one, else the host's.
