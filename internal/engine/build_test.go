@@ -161,7 +161,12 @@ func TestBuildReproducible(t *testing.T) {
 	editA := build(stA, me, filepath.Join(root, "editA"), nil)
 
 	// Store B holds the pinned packages only (as after a fetch long ago) and
-	// the mirror is unreachable: the rebuild must not need it.
+	// the mirror is unreachable: the rebuild must not need it. It installs
+	// the packages as published, each extracted whole before dpkg runs, as
+	// mmdebstrap does by itself: the images must be the ones store A makes
+	// from uncompressed packages and extraction stubs.
+	t.Setenv("KIB_UNCOMPRESSED_DEBS", "off")
+	t.Setenv("KIB_STUB_EXTRACT", "off")
 	stB, err := store.Open(filepath.Join(rootB, "nested", "storeB"))
 	if err != nil {
 		t.Fatal(err)

@@ -33,8 +33,9 @@ uid = 2001
 
 // TestDiskImage builds the same qcow2 manifest in two stores (the second
 // without any mirror, with initramfs-tools' own hook-functions instead of
-// kib's faster copy_file, and from the packages as published instead of
-// their uncompressed copies) and checks that raw and qcow2 are bit-identical, that
+// kib's faster copy_file, from the packages as published instead of their
+// uncompressed copies, and with every package extracted before dpkg runs
+// instead of stubs) and checks that raw and qcow2 are bit-identical, that
 // the customizations are in the root file system (read with debugfs, without
 // booting), and that the image boots to a login with SeaBIOS and with OVMF.
 func TestDiskImage(t *testing.T) {
@@ -56,6 +57,7 @@ func TestDiskImage(t *testing.T) {
 			e.HTTPClient = offlineClient
 			t.Setenv("KIB_INITRAMFS_FAST", "off")
 			t.Setenv("KIB_UNCOMPRESSED_DEBS", "off")
+			t.Setenv("KIB_STUB_EXTRACT", "off")
 		}
 		arts, err := e.Build(ctx, m, Options{OutputDir: filepath.Join(root, "out"+name)})
 		if err != nil {

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kib-project/kib/internal/debindex"
 	"github.com/kib-project/kib/internal/hostcmd"
 	"github.com/kib-project/kib/internal/stageopt"
 )
@@ -51,6 +53,18 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	idx, err := env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog})
 	if err != nil {
 		return fmt.Errorf("indexing the local repository: %w", err)
+	}
+	// Stubs for the extraction (see deb_stub.go); the real packages wait
+	// in real/ and the extract hook links them into the pool.
+	real := filepath.Join(env.Work, "real")
+	stubs, err := m.stubPool(ctx, env, idx, debs, pool, real)
+	if err != nil {
+		return err
+	}
+	if stubs > 0 {
+		if idx, err = env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog}); err != nil {
+			return fmt.Errorf("indexing the local repository: %w", err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(repo, "Packages"), idx, 0o644); err != nil {
 		return err
@@ -101,6 +115,7 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 		"--setup-hook=" + fmt.Sprintf(mountBuildDirHook, helpers),
 		"--setup-hook=" + phaseHook(marks, "setup"),
 		"--extract-hook=" + phaseHook(marks, "extract"),
+		"--extract-hook=" + fmt.Sprintf(realDebsHook, real, pool),
 		"--customize-hook=" + phaseHook(marks, "install"),
 		"--customize-hook=" + initramfsHook,
 		"--customize-hook=" + phaseHook(marks, "initramfs"),
@@ -132,6 +147,57 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	logPhases(env.Log, "mmdebstrap", start, done, readMarks(marks, false),
 		readMarks(filepath.Join(helpers, "dpkg-status"), true), time.Since(done))
 	return nil
+}
+
+// realDebsHook links the real packages over their stubs in the pool, once
+// mmdebstrap has extracted what it extracts; it does nothing when there
+// are no stubs.
+const realDebsHook = `[ ! -d "%[1]s" ] || cp -al --remove-destination "%[1]s/." "%[2]s/"`
+
+// stubPool replaces, in pool, the packages the extraction does not need by
+// their stubs, and links the real ones into real. idx is the pool's
+// Packages index. It returns how many it replaced: none when the store
+// cannot keep stubs, the packages are compressed, or KIB_STUB_EXTRACT=off.
+func (m *Mmdebstrap) stubPool(ctx context.Context, env *Env, idx []byte, debs map[string]string, pool, real string) (int, error) {
+	if env.Cache == nil || os.Getenv("KIB_STUB_EXTRACT") == "off" {
+		return 0, nil
+	}
+	pkgs, err := debindex.ParsePackages(bytes.NewReader(idx))
+	if err != nil {
+		return 0, fmt.Errorf("reading the local repository's index: %w", err)
+	}
+	need := extractSet(pkgs)
+	if err := os.MkdirAll(real, 0o755); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, p := range pkgs {
+		if need[p.Name] {
+			continue
+		}
+		sum := strings.TrimSuffix(filepath.Base(p.Filename), ".deb")
+		src, ok := debs[sum]
+		if !ok || p.Filename != "pool/"+sum+".deb" {
+			return 0, fmt.Errorf("local repository: %s has no package of the manifest", p.Filename)
+		}
+		if ms, err := readArMembers(src); err != nil || ms[2].name != "data.tar" {
+			continue // compressed (KIB_UNCOMPRESSED_DEBS=off): installed as it is
+		}
+		stub, err := stubDeb(ctx, env, sum, src)
+		if err != nil {
+			return 0, err
+		}
+		dst := filepath.Join(pool, sum+".deb")
+		if err := os.Rename(dst, filepath.Join(real, sum+".deb")); err != nil {
+			return 0, err
+		}
+		if err := linkOrCopy(stub, dst); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	env.Log.Info("extraction stubs", "stage", "mmdebstrap", "whole", len(pkgs)-n, "stubs", n)
+	return n, nil
 }
 
 // The apt and dpkg settings of the build, removed from the tree at the end.
