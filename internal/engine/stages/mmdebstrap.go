@@ -45,26 +45,10 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 		return err
 	}
 	env.Log.Info("phase done", "stage", "mmdebstrap", "phase", "uncompressed-debs", "duration", time.Since(started).Round(time.Millisecond))
-	for _, d := range m.Debs {
-		if err := linkOrCopy(debs[d], filepath.Join(pool, d+".deb")); err != nil {
-			return err
-		}
-	}
-	idx, err := env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog})
-	if err != nil {
-		return fmt.Errorf("indexing the local repository: %w", err)
-	}
-	// Stubs for the extraction (see deb_stub.go); the real packages wait
-	// in real/ and the extract hook links them into the pool.
 	real := filepath.Join(env.Work, "real")
-	stubs, err := m.stubPool(ctx, env, idx, debs, pool, real)
+	idx, err := m.fillPool(ctx, env, debs, repo, real)
 	if err != nil {
 		return err
-	}
-	if stubs > 0 {
-		if idx, err = env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Args: []string{"packages", "pool"}, Dir: repo, Log: env.ToolLog}); err != nil {
-			return fmt.Errorf("indexing the local repository: %w", err)
-		}
 	}
 	if err := os.WriteFile(filepath.Join(repo, "Packages"), idx, 0o644); err != nil {
 		return err
@@ -154,50 +138,79 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 // are no stubs.
 const realDebsHook = `[ ! -d "%[1]s" ] || cp -al --remove-destination "%[1]s/." "%[2]s/"`
 
-// stubPool replaces, in pool, the packages the extraction does not need by
-// their stubs, and links the real ones into real. idx is the pool's
-// Packages index. It returns how many it replaced: none when the store
-// cannot keep stubs, the packages are compressed, or KIB_STUB_EXTRACT=off.
-func (m *Mmdebstrap) stubPool(ctx context.Context, env *Env, idx []byte, debs map[string]string, pool, real string) (int, error) {
-	if env.Cache == nil || os.Getenv("KIB_STUB_EXTRACT") == "off" {
-		return 0, nil
+// fillPool links the packages debs into the pool of the local repository
+// repo and returns its Packages index. With stubs (see deb_stub.go), the
+// pool first holds every package's stub, whose index tells which packages
+// the extraction needs whole; those get their real package in the pool,
+// the others theirs in real, from where the extract hook links them into
+// the pool. Stubs need the uncompressed packages and the store; they are
+// off without either, or with KIB_STUB_EXTRACT=off.
+//
+// The index carries SHA256 only: apt checks nothing else, and MD5, SHA1
+// and SHA512 of 660 MB of uncompressed packages took seconds.
+func (m *Mmdebstrap) fillPool(ctx context.Context, env *Env, debs map[string]string, repo, real string) ([]byte, error) {
+	pool := filepath.Join(repo, "pool")
+	index := func() ([]byte, error) {
+		idx, err := env.exec(ctx, hostcmd.Cmd{Path: "apt-ftparchive", Dir: repo, Log: env.ToolLog, Args: []string{
+			"-o", "APT::FTPArchive::MD5=false", "-o", "APT::FTPArchive::SHA1=false", "-o", "APT::FTPArchive::SHA512=false",
+			"packages", "pool"}})
+		if err != nil {
+			return nil, fmt.Errorf("indexing the local repository: %w", err)
+		}
+		return idx, nil
+	}
+	link := func(dir, sum, src string) error {
+		dst := filepath.Join(dir, sum+".deb")
+		if err := os.Remove(dst); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return linkOrCopy(src, dst)
+	}
+	if env.Cache == nil || os.Getenv("KIB_STUB_EXTRACT") == "off" || os.Getenv("KIB_UNCOMPRESSED_DEBS") == "off" {
+		for _, d := range m.Debs {
+			if err := link(pool, d, debs[d]); err != nil {
+				return nil, err
+			}
+		}
+		return index()
+	}
+	for _, d := range m.Debs {
+		stub, err := stubDeb(ctx, env, d, debs[d])
+		if err != nil {
+			return nil, err
+		}
+		if err := link(pool, d, stub); err != nil {
+			return nil, err
+		}
+	}
+	idx, err := index()
+	if err != nil {
+		return nil, err
 	}
 	pkgs, err := debindex.ParsePackages(bytes.NewReader(idx))
 	if err != nil {
-		return 0, fmt.Errorf("reading the local repository's index: %w", err)
+		return nil, fmt.Errorf("reading the local repository's index: %w", err)
 	}
 	need := extractSet(pkgs)
 	if err := os.MkdirAll(real, 0o755); err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
 	for _, p := range pkgs {
-		if need[p.Name] {
-			continue
-		}
 		sum := strings.TrimSuffix(filepath.Base(p.Filename), ".deb")
 		src, ok := debs[sum]
 		if !ok || p.Filename != "pool/"+sum+".deb" {
-			return 0, fmt.Errorf("local repository: %s has no package of the manifest", p.Filename)
+			return nil, fmt.Errorf("local repository: %s is no package of the manifest", p.Filename)
 		}
-		if ms, err := readArMembers(src); err != nil || ms[2].name != "data.tar" {
-			continue // compressed (KIB_UNCOMPRESSED_DEBS=off): installed as it is
+		dir := real
+		if need[p.Name] {
+			dir = pool
 		}
-		stub, err := stubDeb(ctx, env, sum, src)
-		if err != nil {
-			return 0, err
+		if err := link(dir, sum, src); err != nil {
+			return nil, err
 		}
-		dst := filepath.Join(pool, sum+".deb")
-		if err := os.Rename(dst, filepath.Join(real, sum+".deb")); err != nil {
-			return 0, err
-		}
-		if err := linkOrCopy(stub, dst); err != nil {
-			return 0, err
-		}
-		n++
 	}
-	env.Log.Info("extraction stubs", "stage", "mmdebstrap", "whole", len(pkgs)-n, "stubs", n)
-	return n, nil
+	env.Log.Info("extraction stubs", "stage", "mmdebstrap", "whole", len(need), "stubs", len(pkgs)-len(need))
+	return index()
 }
 
 // The apt and dpkg settings of the build, removed from the tree at the end.
