@@ -126,7 +126,7 @@ const (
 		`h=; if [ "${KIB_INITRAMFS_FAST-}" != off ] && [ -f "$1` + hookFunctionsPath + `" ] && [ ! -L "$1` + hookFunctionsPath + `" ] && ` +
 		`[ "$(sha256sum < "$1` + hookFunctionsPath + `")" = "` + initramfsHookFunctionsSHA256 + `  -" ]; then h="$1` + hookFunctionsPath + `"; ` +
 		`cat "$h" "$1` + buildDir + `/hook-functions.kib" > "$1` + buildDir + `/hook-functions" && ` +
-		`mount --bind "$1` + buildDir + `/hook-functions" "$h" || exit 1; echo "kib: initramfs-tools hook-functions with kib's copy_file" >&2; fi; ` +
+		`mount --bind "$1` + buildDir + `/hook-functions" "$h" || exit 1; echo "kib: $h with kib's copy_file" >&2; fi; ` +
 		`for m in "$1"/lib/modules/*; do v=${m##*/}; [ -e "$1/boot/vmlinuz-$v" ] || continue; ` +
 		`chroot "$1" /usr/sbin/update-initramfs -c -k "$v" -b /boot >&2 || exit 1; done; ` +
 		`if [ -n "$h" ]; then umount "$h" || exit 1; fi; ` +
