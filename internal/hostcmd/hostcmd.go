@@ -21,6 +21,7 @@ import (
 var packages = map[string]string{
 	"apt-get":            "apt",
 	"apt-ftparchive":     "apt-utils",
+	"dpkg-deb":           "dpkg",
 	"mmdebstrap":         "mmdebstrap",
 	"unshare":            "util-linux",
 	"tar":                "tar",
