@@ -203,9 +203,17 @@ func writeUncompressedDeb(ctx context.Context, env *Env, src string, members []a
 		if err != nil {
 			return err
 		}
+		// The package on standard input: in a build root, src may be
+		// outside the directories bound into it (kib reproduce links the
+		// sources of another store).
+		deb, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer deb.Close()
 		cw := &countingWriter{w: w}
-		if _, err := env.exec(ctx, hostcmd.Cmd{Path: "dpkg-deb", Args: []string{"--fsys-tarfile", src},
-			Stdout: cw, Log: env.ToolLog}); err != nil {
+		if _, err := env.exec(ctx, hostcmd.Cmd{Path: "dpkg-deb", Args: []string{"--fsys-tarfile", "-"},
+			Stdin: deb, Stdout: cw, Log: env.ToolLog}); err != nil {
 			return err
 		}
 		if cw.n%2 == 1 {
