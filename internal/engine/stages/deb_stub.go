@@ -130,28 +130,23 @@ func writeStubDeb(src string, members []arMember, dst string) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
+	hdr, err := dataHeader(members[2], members[2].name, int64(data.Len()))
+	if err != nil {
+		return err
+	}
 	out, err := os.Create(dst)
 	if err != nil {
 		return err
 	}
 	err = func() error {
 		w := bufio.NewWriter(out)
-		w.WriteString(arMagic)
-		for _, m := range members[:2] {
-			w.Write(m.header[:])
-			if _, err := io.Copy(w, io.NewSectionReader(in, m.offset, m.size)); err != nil {
-				return err
-			}
-			if m.size%2 == 1 {
-				w.WriteByte('\n')
-			}
+		if err := writeDebHead(w, in, members); err != nil {
+			return err
 		}
-		hdr := members[2].header
-		copy(hdr[48:58], fmt.Sprintf("%-10d", data.Len()))
 		w.Write(hdr[:])
 		w.Write(data.Bytes())
-		if data.Len()%2 == 1 {
-			w.WriteByte('\n')
+		if err := arPad(w, int64(data.Len())); err != nil {
+			return err
 		}
 		return w.Flush()
 	}()

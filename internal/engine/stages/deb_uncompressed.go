@@ -130,9 +130,8 @@ func readArMembers(path string) ([]arMember, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := bufio.NewReader(f)
-	var magic [8]byte
-	if _, err := io.ReadFull(r, magic[:]); err != nil || string(magic[:]) != arMagic {
+	var magic [len(arMagic)]byte
+	if _, err := f.ReadAt(magic[:], 0); err != nil || string(magic[:]) != arMagic {
 		return nil, fmt.Errorf("%s: not an ar archive", path)
 	}
 	var members []arMember
@@ -165,6 +164,48 @@ func readArMembers(path string) ([]arMember, error) {
 	return members, nil
 }
 
+// writeDebHead writes the ar magic and the package's first two members,
+// debian-binary and control.tar.*, from in as they are.
+func writeDebHead(w io.Writer, in io.ReaderAt, members []arMember) error {
+	if _, err := io.WriteString(w, arMagic); err != nil {
+		return err
+	}
+	for _, m := range members[:2] {
+		if _, err := w.Write(m.header[:]); err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, io.NewSectionReader(in, m.offset, m.size)); err != nil {
+			return err
+		}
+		if err := arPad(w, m.size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// arPad writes the byte that aligns a member of size bytes to two.
+func arPad(w io.Writer, size int64) error {
+	if size%2 == 0 {
+		return nil
+	}
+	_, err := w.Write([]byte{'\n'})
+	return err
+}
+
+// dataHeader returns the header of member m with name and size in place of
+// its own.
+func dataHeader(m arMember, name string, size int64) ([60]byte, error) {
+	h := m.header
+	sz := fmt.Sprintf("%-10d", size)
+	if len(sz) != 10 || len(name) > 16 {
+		return h, fmt.Errorf("member %s of %d bytes does not fit an ar header", name, size)
+	}
+	copy(h[0:16], fmt.Sprintf("%-16s", name))
+	copy(h[48:58], sz)
+	return h, nil
+}
+
 // writeUncompressedDeb writes src, whose members are members, to dst with
 // data.tar decompressed by dpkg-deb --fsys-tarfile.
 func writeUncompressedDeb(ctx context.Context, env *Env, src string, members []arMember, dst string) error {
@@ -179,23 +220,11 @@ func writeUncompressedDeb(ctx context.Context, env *Env, src string, members []a
 	}
 	err = func() error {
 		w := bufio.NewWriterSize(out, 1<<20)
-		w.WriteString(arMagic)
-		for _, m := range members[:2] {
-			w.Write(m.header[:])
-			if _, err := io.Copy(w, io.NewSectionReader(in, m.offset, m.size)); err != nil {
-				return err
-			}
-			if m.size%2 == 1 {
-				w.WriteByte('\n')
-			}
-		}
-		data := members[2]
-		hdr := data.header
-		copy(hdr[0:16], fmt.Sprintf("%-16s", "data.tar"))
-		copy(hdr[48:58], fmt.Sprintf("%-10d", 0)) // set below
-		if _, err := w.Write(hdr[:]); err != nil {
+		if err := writeDebHead(w, in, members); err != nil {
 			return err
 		}
+		hdr, _ := dataHeader(members[2], "data.tar", 0) // the size is set below
+		w.Write(hdr[:])
 		if err := w.Flush(); err != nil {
 			return err
 		}
@@ -203,30 +232,28 @@ func writeUncompressedDeb(ctx context.Context, env *Env, src string, members []a
 		if err != nil {
 			return err
 		}
-		// The package on standard input: in a build root, src may be
+		// The package on standard input (in, read only through ReadAt so
+		// far, is at offset 0): in a build root, src may be
 		// outside the directories bound into it (kib reproduce links the
 		// sources of another store).
-		deb, err := os.Open(src)
-		if err != nil {
-			return err
-		}
-		defer deb.Close()
-		cw := &countingWriter{w: w}
 		if _, err := env.exec(ctx, hostcmd.Cmd{Path: "dpkg-deb", Args: []string{"--fsys-tarfile", "-"},
-			Stdin: deb, Stdout: cw, Log: env.ToolLog}); err != nil {
+			Stdin: in, Stdout: w, Log: env.ToolLog}); err != nil {
 			return err
-		}
-		if cw.n%2 == 1 {
-			w.WriteByte('\n')
 		}
 		if err := w.Flush(); err != nil {
 			return err
 		}
-		size := fmt.Sprintf("%-10d", cw.n)
-		if len(size) != 10 {
-			return fmt.Errorf("data.tar of %d bytes does not fit an ar header", cw.n)
+		end, err := out.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return err
 		}
-		_, err = out.WriteAt([]byte(size), start-60+48)
+		if err := arPad(out, end-start); err != nil {
+			return err
+		}
+		if hdr, err = dataHeader(members[2], "data.tar", end-start); err != nil {
+			return err
+		}
+		_, err = out.WriteAt(hdr[:], start-60)
 		return err
 	}()
 	if cerr := out.Close(); err == nil {
@@ -236,16 +263,4 @@ func writeUncompressedDeb(ctx context.Context, env *Env, src string, members []a
 		return errors.Join(fmt.Errorf("uncompressing %s: %w", filepath.Base(src), err), os.Remove(dst))
 	}
 	return nil
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
