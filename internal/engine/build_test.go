@@ -167,6 +167,8 @@ func TestBuildReproducible(t *testing.T) {
 	// from uncompressed packages and extraction stubs.
 	t.Setenv("KIB_UNCOMPRESSED_DEBS", "off")
 	t.Setenv("KIB_STUB_EXTRACT", "off")
+	t.Setenv("KIB_BUILD_IN_MEMORY", "off")
+	t.Setenv("KIB_TREE_LINK", "off")
 	stB, err := store.Open(filepath.Join(rootB, "nested", "storeB"))
 	if err != nil {
 		t.Fatal(err)

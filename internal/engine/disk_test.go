@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,8 +37,10 @@ uid = 2001
 // TestDiskImage builds the same qcow2 manifest in two stores (the second
 // without any mirror, with initramfs-tools' own hook-functions instead of
 // kib's faster copy_file, from the packages as published instead of their
-// uncompressed copies, and with every package extracted before dpkg runs
-// instead of stubs) and checks that raw and qcow2 are bit-identical, that
+// uncompressed copies, with every package extracted before dpkg runs
+// instead of stubs, with the package tree installed on disk instead of in
+// memory, and with the os tree copied instead of linked through an
+// overlay) and checks that raw and qcow2 are bit-identical, that
 // the customizations are in the root file system (read with debugfs, without
 // booting), and that the image boots to a login with SeaBIOS and with OVMF.
 func TestDiskImage(t *testing.T) {
@@ -46,20 +50,22 @@ func TestDiskImage(t *testing.T) {
 	log := testLogger(t)
 	root := t.TempDir()
 	var raws, qcows []string
-	var toolLogs [2]bytes.Buffer
+	var toolLogs, logs [2]bytes.Buffer
 	var image Artifact
 	for i, name := range []string{"storeA", "storeB"} {
 		st, err := store.Open(filepath.Join(root, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := &Engine{Store: st, Log: log, ToolLog: &toolLogs[i]}
+		e := &Engine{Store: st, Log: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &logs[i]), nil)), ToolLog: &toolLogs[i]}
 		if i == 1 {
 			copyDir(t, filepath.Join(root, "storeA", "sources"), filepath.Join(st.Dir(), "sources"))
 			e.HTTPClient = offlineClient
 			t.Setenv("KIB_INITRAMFS_FAST", "off")
 			t.Setenv("KIB_UNCOMPRESSED_DEBS", "off")
 			t.Setenv("KIB_STUB_EXTRACT", "off")
+			t.Setenv("KIB_BUILD_IN_MEMORY", "off")
+			t.Setenv("KIB_TREE_LINK", "off")
 		}
 		arts, err := e.Build(ctx, m, Options{OutputDir: filepath.Join(root, "out"+name)})
 		if err != nil {
@@ -78,6 +84,19 @@ func TestDiskImage(t *testing.T) {
 		known := slices.ContainsFunc(m.Sources.Debs, func(d manifest.Deb) bool {
 			return d.Name == "initramfs-tools-core" && d.Version == "0.142+deb12u3"
 		})
+		// Store A made the os tree of links to the package tree's files
+		// through an overlay, store B copied it.
+		if linked := strings.Contains(logs[i].String(), "overlay made real"); linked != (i == 0) {
+			t.Errorf("%s: os tree linked through an overlay: %v", name, linked)
+		}
+		// Store A installed the package tree in memory, store B on disk.
+		mem := strings.Contains(toolLogs[i].String(), "kib: the package tree in memory")
+		switch {
+		case i == 1 && mem:
+			t.Errorf("%s: the package tree was installed in memory with KIB_BUILD_IN_MEMORY=off", name)
+		case i == 0 && !mem && memAvailableGiB(t) >= 4:
+			t.Errorf("%s: the package tree was not installed in memory, with %d GiB available", name, memAvailableGiB(t))
+		}
 		switch {
 		case i == 1 && fast:
 			t.Errorf("%s: kib's copy_file used with KIB_INITRAMFS_FAST=off", name)
@@ -182,5 +201,24 @@ func rootOffset(t *testing.T, raw string) int64 {
 		}
 	}
 	t.Fatal("no partition named root")
+	return 0
+}
+
+// memAvailableGiB returns the machine's available memory, in GiB.
+func memAvailableGiB(t *testing.T) int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			var kib int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kib); err != nil {
+				t.Fatal(err)
+			}
+			return kib >> 20
+		}
+	}
+	t.Fatal("no MemAvailable in /proc/meminfo")
 	return 0
 }

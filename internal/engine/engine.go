@@ -306,7 +306,7 @@ func (e *Engine) step(i, n int, name string) {
 }
 
 // runPipeline runs p's stages into dir.
-func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manifest.Pipeline, dir string, inputs, sources map[string]string, step, total int) error {
+func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manifest.Pipeline, dir string, inputs, sources map[string]string, step, total int) (err error) {
 	out := outputPath(dir, p.Kind)
 	if err := os.Mkdir(out, 0o755); err != nil {
 		return err
@@ -332,6 +332,23 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 	if env.ToolLog == nil {
 		env.ToolLog = io.Discard
 	}
+	env.Scratch = filepath.Join(work, "pipeline")
+	if err := os.Mkdir(env.Scratch, 0o755); err != nil {
+		return err
+	}
+	// What the stages left to finish (a tree-copy's overlay, see
+	// stages/tree_link.go) is settled whether they succeeded or not.
+	defer func() {
+		start := time.Now()
+		if endErr := env.End(context.WithoutCancel(ctx), err != nil); endErr != nil && err == nil {
+			err = fmt.Errorf("finishing the pipeline: %w", endErr)
+		} else if endErr != nil {
+			env.Log.Error("finishing the failed pipeline", "err", endErr)
+		}
+		if d := time.Since(start); d >= time.Millisecond {
+			env.Log.Info("pipeline finished", "duration", d.Round(time.Millisecond))
+		}
+	}()
 	if p.Build != "" {
 		env.BuildRoot = inputs[p.Build]
 		storeDir, err := filepath.Abs(e.Store.Dir())

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -256,6 +258,9 @@ func (s *Store) sweep() {
 			continue
 		}
 		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			// A build killed outright leaves its mounts (a tree-copy's
+			// overlay) behind: detached first, they take nothing with them.
+			detachMounts(strings.TrimSuffix(l, ".lock"))
 			_ = os.RemoveAll(strings.TrimSuffix(l, ".lock"))
 			_ = os.Remove(l)
 		}
@@ -284,4 +289,52 @@ func (s *Store) lock(ctx context.Context, name string) (func(), error) {
 		go func() { <-done; f.Close() }()
 		return nil, ctx.Err()
 	}
+}
+
+// detachMounts lazily unmounts every mount at or under dir, deepest first.
+func detachMounts(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for _, mp := range mountsUnder(data, dir) {
+		_ = unix.Unmount(mp, unix.MNT_DETACH)
+	}
+}
+
+// mountsUnder returns the mount points of mountinfo at or under dir,
+// deepest first.
+func mountsUnder(mountinfo []byte, dir string) []string {
+	var out []string
+	for line := range strings.SplitSeq(string(mountinfo), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountPath(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	return out
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,4 +187,21 @@ func TestCancelledLockWait(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	close(release)
+}
+
+func TestMountsUnder(t *testing.T) {
+	info := []byte(`22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+90 22 0:50 / /s/tmp/obj-1/tree rw,relatime shared:40 - overlay kib-tree rw,lowerdir=/s/objects/a/tree
+91 90 0:51 / /s/tmp/obj-1/tree/proc rw - proc proc rw
+92 22 0:52 / /s/tmp/obj-10/tree rw - overlay kib-tree rw
+93 22 0:53 / /s/tmp/obj-1/with\040space rw - tmpfs x rw
+`)
+	got := mountsUnder(info, "/s/tmp/obj-1")
+	want := []string{"/s/tmp/obj-1/tree/proc", "/s/tmp/obj-1/tree", "/s/tmp/obj-1/with space"}
+	if !slices.Equal(got, want) {
+		t.Errorf("mountsUnder = %q, want %q", got, want)
+	}
+	if got := unescapeMountPath(`/a\040b\011c\134`); got != "/a b\tc\\" {
+		t.Errorf("unescapeMountPath = %q", got)
+	}
 }

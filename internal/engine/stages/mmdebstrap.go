@@ -83,9 +83,28 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	// The helper directory (see initramfs.go) comes first in PATH: in the
 	// tree, for dpkg's maintainer scripts and mkinitramfs; outside it, on
 	// this fresh /run, it does not exist.
+	//
+	// With the tree in memory (memtree.go), a tmpfs of the namespace's own
+	// is mounted on mem, mmdebstrap installs into mem/tree, and cp -a
+	// copies the finished tree into env.Tree, keeping every owner, mode,
+	// time, extended attribute and hard link.
+	target, mem := env.Tree, ""
+	limit, estimate := memTreeSize(idx, memAvailable())
+	if limit > 0 {
+		mem = filepath.Join(env.Work, "mem")
+		if err := os.Mkdir(mem, 0o755); err != nil {
+			return err
+		}
+		target = filepath.Join(mem, "tree")
+	}
+	env.Log.Info("package tree", "stage", "mmdebstrap", "in_memory", mem != "", "estimate_mib", estimate>>20, "tmpfs_limit_mib", limit>>20)
 	script := `mount -t tmpfs -o mode=0755 kib /run && mkdir ` + repoMount + ` && mount -o ro,bind "$0" ` + repoMount +
-		` && PATH=` + buildDir + `:$PATH && export PATH && exec "$@"`
-	args := []string{"--mount", "--propagation", "private", "sh", "-c", script, repo,
+		` && PATH=` + buildDir + `:$PATH && export PATH && mem=$1 tree=$2 && shift 2 && ` +
+		`if [ -z "$mem" ]; then exec "$@"; fi && ` +
+		fmt.Sprintf(`echo "kib: the package tree in memory, tmpfs of at most %d MiB" >&2 && `, limit>>20) +
+		fmt.Sprintf(`mount -t tmpfs -o mode=0755,size=%dk kib-tree "$mem"`, limit>>10) +
+		` && "$@" && ` + phaseHook(marks, "cleanup") + ` && cp -a "$mem/tree/." "$tree/" && ` + phaseHook(marks, "copy")
+	args := []string{"--mount", "--propagation", "private", "sh", "-c", script, repo, mem, env.Tree,
 		"mmdebstrap",
 		"--mode=root", "--format=directory", "--variant=custom",
 		"--architectures=" + env.Arch,
@@ -106,7 +125,7 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 		"--customize-hook=" + unmountRepoHook,
 		"--customize-hook=rm -f \"$1" + aptBuildConf + "\" \"$1" + dpkgBuildConf + "\"",
 		"--customize-hook=" + unmountBuildDirHook,
-		m.Suite, env.Tree, "deb [trusted=yes] file://" + repoMount + " ./",
+		m.Suite, target, "deb [trusted=yes] file://" + repoMount + " ./",
 	}
 	// Run in a private mount namespace: mounts mmdebstrap leaves behind when
 	// it fails or is killed vanish with the process.

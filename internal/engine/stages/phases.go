@@ -132,7 +132,7 @@ func logPhases(log *slog.Logger, stage string, start, done time.Time, hooks, dpk
 		log.Info("phase done", "stage", stage, "phase", name, "duration", d.Round(time.Millisecond))
 	}
 	prev := start
-	for _, p := range []string{"setup", "extract", "install", "initramfs"} {
+	for _, p := range []string{"setup", "extract", "install", "initramfs", "cleanup", "copy"} {
 		t, ok := at(p)
 		if !ok {
 			continue
@@ -149,7 +149,9 @@ func logPhases(log *slog.Logger, stage string, start, done time.Time, hooks, dpk
 		emit(p, t.Sub(prev))
 		prev = t
 	}
-	emit("cleanup", done.Sub(prev))
+	if _, ok := at("cleanup"); !ok {
+		emit("cleanup", done.Sub(prev))
+	}
 	if compress > 0 {
 		emit("compress", compress)
 	}

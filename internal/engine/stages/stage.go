@@ -60,6 +60,34 @@ type Env struct {
 	// store lacks it: what a stage keeps between builds to go faster, never
 	// anything that makes its output differ from a clean build's.
 	Cache func(ctx context.Context, key string, build func(ctx context.Context, dir string) error) (string, error)
+	// Scratch is a scratch directory kept for the whole pipeline, on the
+	// store's file system; empty when the pipeline has none (then stages
+	// needing one do without).
+	Scratch string
+
+	ends []func(ctx context.Context, failed bool) error
+}
+
+// AtEnd registers f to run once the pipeline's stages are done, before its
+// output is kept; failed tells whether a stage failed. The last registered
+// runs first.
+func (e *Env) AtEnd(f func(ctx context.Context, failed bool) error) {
+	e.ends = append(e.ends, f)
+}
+
+// End runs the functions AtEnd registered, each once, and returns the
+// first error.
+func (e *Env) End(ctx context.Context, failed bool) error {
+	var first error
+	for len(e.ends) > 0 {
+		f := e.ends[len(e.ends)-1]
+		e.ends = e.ends[:len(e.ends)-1]
+		if err := f(ctx, failed); err != nil && first == nil {
+			first = err
+			failed = true
+		}
+	}
+	return first
 }
 
 // exec runs a tool: from the build root if there is one, else the host's.

@@ -37,6 +37,16 @@ func (t *TreeCopy) Run(ctx context.Context, env *Env) error {
 		return errors.New("tree-copy: this stage must run in a tree pipeline (env.Tree is empty)")
 	}
 	start := time.Now()
+	reason, err := linkTree(env, src)
+	if err != nil {
+		return fmt.Errorf("tree-copy: %w", err)
+	}
+	if reason == "" {
+		logger(env).Info("tree-copy: overlay mounted, the tree is made real at the pipeline's end", "source", t.Source,
+			"duration", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	logger(env).Info("tree-copy: copying", "why", reason)
 	st, err := CopyTree(ctx, src, env.Tree, 0)
 	if err != nil {
 		return fmt.Errorf("tree-copy: %w", err)
@@ -244,38 +254,59 @@ func (c *treeCopier) setMeta(rel string, st *syscall.Stat_t, dir bool) error {
 // copyXattrs copies every extended attribute of from to to, in name order,
 // without following symbolic links.
 func copyXattrs(from, to string) error {
-	size, err := unix.Llistxattr(from, nil)
-	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil
-		}
-		return err
-	}
-	if size == 0 {
-		return nil
-	}
-	buf := make([]byte, size)
-	n, err := unix.Llistxattr(from, buf)
+	names, err := xattrNames(from)
 	if err != nil {
 		return err
 	}
-	names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
-	slices.Sort(names)
 	for _, name := range names {
-		vsize, err := unix.Lgetxattr(from, name, nil)
+		val, err := getXattr(from, name)
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return err
 		}
-		val := make([]byte, vsize)
-		vn, err := unix.Lgetxattr(from, name, val)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if err := unix.Lsetxattr(to, name, val[:vn], 0); err != nil {
+		if err := unix.Lsetxattr(to, name, val, 0); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// xattrNames returns the names of p's extended attributes, sorted, without
+// following a symbolic link; none where the file system has none.
+func xattrNames(p string) ([]string, error) {
+	size, err := unix.Llistxattr(p, nil)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, size)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		return nil, err
+	}
+	// On an overlay, the size asked first may count attributes the list
+	// then leaves out: no empty names.
+	names := strings.FieldsFunc(string(buf[:n]), func(r rune) bool { return r == 0 })
+	slices.Sort(names)
+	return names, nil
+}
+
+// getXattr returns the value of p's extended attribute name.
+func getXattr(p, name string) ([]byte, error) {
+	vsize, err := unix.Lgetxattr(p, name, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	val := make([]byte, vsize)
+	vn, err := unix.Lgetxattr(p, name, val)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return val[:vn], nil
 }
 
 // copyFileData creates to with from's content, keeping holes when from has
