@@ -31,7 +31,8 @@ sed '/^build_root:/,/^  alternatives:/d' distros/debian-12.yaml > "$W/defs/debia
 STORE="$W/store"
 "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/warmup" >/dev/null 2>&1
 "$KIB" build --manifest "$W/manifest-br.json" --store "$STORE" --output-dir "$W/warmup-br" 2> "$W/kib-br-warmup.log" >/dev/null
-BRKEY=$(sed -n 's/.*msg="pipeline done" pipeline=build .*key=\([0-9a-f]*\).*/\1/p' "$W/kib-br-warmup.log")
+BRKEY=$(sed -n 's/.*msg="pipeline \(done\|cached\)" pipeline=build .*key=\([0-9a-f]*\).*/\2/p' "$W/kib-br-warmup.log")
+[ -n "$BRKEY" ] || { echo "bench: no build root key in $W/kib-br-warmup.log" >&2; exit 1; }
 SDE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_date_epoch"])' "$W/manifest.json")
 pins "$W/manifest.json" > "$W/pins.txt"
 

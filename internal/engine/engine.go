@@ -196,6 +196,7 @@ func (e *Engine) Build(ctx context.Context, m *manifest.Manifest, opts Options) 
 	for i, p := range m.Pipelines {
 		if plan.needed[i] && !plan.run[i] {
 			inputs[p.Name] = outputPath(e.Store.ObjectPath(keys[i]), p.Kind)
+			log.Info("pipeline cached", "pipeline", p.Name, "key", keys[i][:16])
 		}
 	}
 	for i := range m.Pipelines {

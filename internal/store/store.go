@@ -223,18 +223,23 @@ func (s *Store) Object(ctx context.Context, key string, build func(ctx context.C
 // its entries, so results can be renamed into place). done removes it. A
 // directory whose process died is removed by the next Open.
 func (s *Store) TempDir(prefix string) (dir string, done func(), err error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", nil, err
-	}
-	name := filepath.Join(s.dir, "tmp", prefix+"-"+hex.EncodeToString(b[:]))
-	lf, err := os.OpenFile(name+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lf.Close()
-		return "", nil, err
+	var name string
+	var lf *os.File
+	for try := 0; ; try++ {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", nil, err
+		}
+		name = filepath.Join(s.dir, "tmp", prefix+"-"+hex.EncodeToString(b[:]))
+		if lf, err = s.lockNew(name + ".lock"); err != nil {
+			return "", nil, err
+		}
+		if lf != nil {
+			break
+		}
+		if try == 10 {
+			return "", nil, fmt.Errorf("store: no temporary directory: its lock file was swept away %d times", try+1)
+		}
 	}
 	if err := os.Mkdir(name, 0o755); err != nil {
 		lf.Close()
@@ -246,6 +251,31 @@ func (s *Store) TempDir(prefix string) (dir string, done func(), err error) {
 		_ = os.Remove(lf.Name())
 		lf.Close()
 	}, nil
+}
+
+// lockNew creates the lock file path and locks it. Another process's sweep
+// may lock the new file first, find it unowned and remove it: then it
+// returns nil, and the caller tries another name.
+func (s *Store) lockNew(path string) (*os.File, error) {
+	lf, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	// Blocking: a sweep holds it only while it looks.
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	var held, named unix.Stat_t
+	if err := unix.Fstat(int(lf.Fd()), &held); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	if err := unix.Stat(path, &named); err != nil || named.Ino != held.Ino || named.Dev != held.Dev {
+		lf.Close()
+		return nil, nil
+	}
+	return lf, nil
 }
 
 // sweep removes temporary directories whose owners are gone.

@@ -58,6 +58,8 @@ func makeTestTree(t *testing.T, root string) {
 	write("usr/bin/perl5.36", []byte("#!perl"), 0o755)
 	must(os.Link(filepath.Join(root, "usr/bin/perl5.36"), filepath.Join(root, "usr/bin/perl")))
 	must(os.Link(filepath.Join(root, "usr/bin/perl5.36"), filepath.Join(root, "etc/perl-link")))
+	write("usr/bin/pair-a", []byte("pair"), 0o755)
+	must(os.Link(filepath.Join(root, "usr/bin/pair-a"), filepath.Join(root, "usr/bin/pair-b")))
 	// A sparse file: 8 MiB with 4 KiB of data in the middle.
 	f, err := os.Create(filepath.Join(root, "var/lib/sparse"))
 	must(err)

@@ -29,6 +29,12 @@ import (
 // source's data again: under the write-back of an earlier build, copying
 // 660 MB took 7.5 s, linking it a fraction of that.
 //
+// Renaming a directory that comes from the source fails with EXDEV in the
+// overlay (redirect_dir=off keeps the upper directory plain), which mv and
+// usermod -m meet by copying; kib's stages rename files only. A mount that
+// a build root started meanwhile by another build copied into its own
+// namespace stays there unused until that build root's tool exits.
+//
 // It falls back to CopyTree where an overlay cannot be mounted (no
 // privilege, a store on a file system overlayfs refuses as upper) and
 // with KIB_TREE_LINK=off.
@@ -61,7 +67,7 @@ func linkTree(env *Env, src string) (reason string, err error) {
 	if ents, err := os.ReadDir(env.Tree); err != nil {
 		return "", err
 	} else if len(ents) > 0 {
-		return "", errors.New("the tree is not empty")
+		return "the tree is not empty", nil
 	}
 	ovl := filepath.Join(env.Scratch, "overlay")
 	upper, work := filepath.Join(ovl, "upper"), filepath.Join(ovl, "work")
@@ -92,22 +98,35 @@ func linkTree(env *Env, src string) (reason string, err error) {
 		os.RemoveAll(ovl)
 		return fmt.Sprintf("mounting an overlay: %v", err), nil
 	}
+	// The kernel turns the index off, with a line in its log only, where
+	// the upper file system lacks trusted.* attributes or file handles;
+	// it makes work/index when the index is on.
+	if _, err := os.Stat(filepath.Join(work, "index")); err != nil {
+		if err := unmountTree(env.Tree, false); err != nil {
+			return "", err
+		}
+		os.RemoveAll(ovl)
+		return "overlayfs turned its index off (no trusted.* attributes or file handles here)", nil
+	}
 	env.AtEnd(func(ctx context.Context, failed bool) error {
 		if failed {
-			return unmountTree(env.Tree)
+			return unmountTree(env.Tree, true)
 		}
 		return materialize(ctx, logger(env), env.Tree, src, upper)
 	})
 	return "", nil
 }
 
-// unmountTree unmounts the overlay on tree, detaching it if a process still
-// holds it.
-func unmountTree(tree string) error {
-	if err := unix.Unmount(tree, 0); err != nil {
-		if err2 := unix.Unmount(tree, unix.MNT_DETACH); err2 != nil {
-			return fmt.Errorf("unmounting the overlay on %s: %w", tree, err)
-		}
+// unmountTree unmounts the overlay on tree. When a process still holds it,
+// it is detached, and that is an error unless detach (the tree is thrown
+// away): a tree made real from an overlay still in use could change.
+func unmountTree(tree string, detach bool) error {
+	err := unix.Unmount(tree, 0)
+	if err == nil {
+		return nil
+	}
+	if err2 := unix.Unmount(tree, unix.MNT_DETACH); err2 != nil || !detach {
+		return fmt.Errorf("unmounting the overlay on %s: %w", tree, err)
 	}
 	return nil
 }
@@ -146,11 +165,15 @@ func materialize(ctx context.Context, log *slog.Logger, tree, lower, upper strin
 			if e.xattrs, err = readXattrs(p); err != nil {
 				return fmt.Errorf("extended attributes of %s: %w", rel, err)
 			}
+		} else if e.st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if err := linkUp(p, filepath.Join(upper, rel), filepath.Join(lower, rel), &e.st); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
 		}
 		ents = append(ents, e)
 		return nil
 	})
-	if err := unmountTree(tree); err != nil {
+	if err := unmountTree(tree, walkErr != nil); err != nil {
 		return err
 	}
 	if walkErr != nil {
@@ -207,6 +230,8 @@ func materialize(ctx context.Context, log *slog.Logger, tree, lower, upper strin
 	}
 	// Then the rest, from the source.
 	var linked int
+	c := &treeCopier{src: lower, dst: tree}
+	made := map[uint64]string{} // source inode -> the first name made anew
 	for i, e := range ents {
 		if !fromLower[i] {
 			continue
@@ -223,17 +248,28 @@ func materialize(ctx context.Context, log *slog.Logger, tree, lower, upper strin
 			if nf, ok := written[e.st.Ino]; ok {
 				from = nf
 			}
-			if err := os.Link(from, to); err != nil {
+			if err := os.Link(from, to); err == nil {
+				linked++
+				continue
+			} else if from != filepath.Join(lower, e.rel) {
 				return err
 			}
-			linked++
+			// The source's file refuses another link (immutable, or at
+			// the file system's most links): a copy.
+		} else if first, ok := made[e.st.Ino]; ok {
+			// Another name of a symbolic link or special file made here.
+			if err := os.Link(first, to); err != nil {
+				return err
+			}
 			continue
 		}
-		// Symbolic links and special files are made anew, as CopyTree makes
-		// them: mkfs.ext4 -d and tar see no link count on them.
-		c := &treeCopier{src: lower, dst: tree}
+		// Symbolic links and special files are made anew, as CopyTree
+		// makes them, and keep their hard links within the tree.
 		if err := c.copyEntry(copyJob{rel: e.rel, st: statT(&st)}); err != nil {
 			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG && st.Nlink > 1 {
+			made[e.st.Ino] = to
 		}
 	}
 	// Directories last, deepest first, as CopyTree sets them.
@@ -315,4 +351,36 @@ func setDirMeta(p string, st *unix.Stat_t, xattrs [][2]string) error {
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
 	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// linkUp makes sure the merged file p, which the upper directory lacks at
+// up, is the source's file at low. It is not when another of its names was
+// written in place (with index=on, all its names then show the new file)
+// and that name later replaced or removed: then a link made and removed
+// again in the overlay gives p its name in the upper directory, which the
+// materialization moves like any file written.
+func linkUp(p, up, low string, merged *unix.Stat_t) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(up, &st); err == nil {
+		return nil
+	} else if !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	if err := unix.Lstat(low, &st); err != nil {
+		return fmt.Errorf("in the overlay, but in neither layer: %w", err)
+	}
+	if st.Ino == merged.Ino && st.Ctim == merged.Ctim && st.Size == merged.Size && st.Mtim == merged.Mtim {
+		return nil
+	}
+	tmp := p + ".kib-link-up"
+	if err := os.Link(p, tmp); err != nil {
+		return fmt.Errorf("linking up: %w", err)
+	}
+	if err := os.Remove(tmp); err != nil {
+		return err
+	}
+	if err := unix.Lstat(up, &st); err != nil {
+		return fmt.Errorf("linking up: the upper directory still lacks it: %w", err)
+	}
+	return nil
 }

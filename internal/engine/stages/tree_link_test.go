@@ -38,7 +38,13 @@ func editTree(t *testing.T, root string) {
 	must(writeTreeFile(root, "/etc/hostname", []byte("kib\n"), 0o644))
 	must(writeTreeFile(root, "/etc/shadow", []byte("root:$6$x:1::::::\n"), 0o640))
 	appendTo("usr/bin/tool010", "more")
+	// Written in place under one name, the file changes under both.
+	appendTo("usr/bin/pair-a", "# changed in place, under both names")
+	// Written in place under one name, then that name replaced: the
+	// other two names keep the change.
 	appendTo("etc/perl-link", "# changed in place, under all three names")
+	must(unix.UtimesNanoAt(unix.AT_FDCWD, p("etc/perl-link"), []unix.Timespec{{Sec: 1630000000}, {Sec: 1630000001}}, 0))
+	must(writeTreeFile(root, "/etc/perl-link", []byte("replaced"), 0o644))
 	must(os.Chmod(p("usr/bin/tool020"), 0o700))
 	must(os.Chown(p("usr/bin/tool021"), 5, 6))
 	must(unix.Lsetxattr(p("usr/bin/tool022"), "user.new", []byte("v"), 0))
@@ -59,7 +65,7 @@ func editTree(t *testing.T, root string) {
 		t.Fatalf("sh: %v: %s", err, out)
 	}
 	for i, rel := range []string{
-		"etc/hostname", "etc/shadow", "usr/bin/tool010", "etc/perl-link", "usr/bin/tool050",
+		"etc/hostname", "etc/shadow", "usr/bin/tool010", "etc/perl-link", "usr/bin/pair-b", "usr/bin/tool050",
 		"var/lib/empty/other", "etc/new.d/fifo", "etc/new.d/link", "usr/bin/perl-sym", "etc/new.d/sub", "etc/new.d", "var/lib/empty", "var/lib", "usr/bin", "etc",
 	} {
 		ts := []unix.Timespec{{Sec: 1650000000 + int64(i), Nsec: 7}, {Sec: 1640000000 + int64(i), Nsec: 9}}
