@@ -9,7 +9,7 @@
 # build root (issue 8): (d) kib cold with the build root cached in the store,
 # (e) kib cold with the build root built too, against (a), which runs the
 # host's tools (a manifest of the definition without build_root).
-# Usage: bench/qcow2.sh [ROUNDS]   (root; $BENCH_DIR, default /var/tmp/kib-bench-qcow2)
+# Usage: [QUIET=0] bench/qcow2.sh [ROUNDS]   (root; $BENCH_DIR, default /var/tmp/kib-bench-qcow2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-1}
@@ -29,6 +29,9 @@ sed '/^build_root:/,/^  alternatives:/d' distros/debian-12.yaml > "$W/defs/debia
 "$KIB" manifest --definitions "$W/defs" --blueprint "$W/bp.toml" --size ${SIZE_MIB}MiB qcow2 > "$W/manifest.json"
 "$KIB" manifest --blueprint "$W/bp.toml" --size ${SIZE_MIB}MiB qcow2 > "$W/manifest-br.json"
 STORE="$W/store"
+# The warm-ups start from an empty pipeline cache (the packages' copies
+# stay), so that the build root's key is in the second one's log.
+for o in "$STORE"/objects/*; do [ -e "$o/deb" ] || rm -rf "$o"; done
 "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/warmup" >/dev/null 2>&1
 "$KIB" build --manifest "$W/manifest-br.json" --store "$STORE" --output-dir "$W/warmup-br" 2> "$W/kib-br-warmup.log" >/dev/null
 BRKEY=$(sed -n 's/.*msg="pipeline \(done\|cached\)" pipeline=build .*key=\([0-9a-f]*\).*/\2/p' "$W/kib-br-warmup.log")
@@ -77,14 +80,18 @@ kib_warm() {
   "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/out2" >/dev/null 2>&1
 }
 
+# quiet: each timed build starts on a disk that has written back the one
+# before it (the issue measures on a quiet machine); QUIET=0 runs them back
+# to back, where the write-back of one slows the next.
+quiet() { [ "${QUIET:-1}" = 0 ] || sync; }
 tk=0; tp=0; tw=0; tbc=0; tbk=0; tf=0
 for r in $(seq "$ROUNDS"); do
-  s=$(now); kib_first; f=$(el "$s" "$(now)")
-  s=$(now); kib_cold; k=$(el "$s" "$(now)")
-  s=$(now); plain;    p=$(el "$s" "$(now)")
-  s=$(now); kib_warm; w=$(el "$s" "$(now)")
-  s=$(now); kib_br keep; bk=$(el "$s" "$(now)")
-  s=$(now); kib_br cold; bc=$(el "$s" "$(now)")
+  quiet; s=$(now); kib_first; f=$(el "$s" "$(now)")
+  quiet; s=$(now); kib_cold; k=$(el "$s" "$(now)")
+  quiet; s=$(now); plain;    p=$(el "$s" "$(now)")
+  quiet; s=$(now); kib_warm; w=$(el "$s" "$(now)")
+  quiet; s=$(now); kib_br keep; bk=$(el "$s" "$(now)")
+  quiet; s=$(now); kib_br cold; bc=$(el "$s" "$(now)")
   printf 'round %d: kib cold %.2f s, plain %.2f s, kib warm %.2f s, build root cached %.2f s, build root cold %.2f s, kib first (uncompressed package copies made too) %.2f s\n' "$r" "$k" "$p" "$w" "$bk" "$bc" "$f"
   tf=$(awk "BEGIN{print $tf + $f}")
   tk=$(awk "BEGIN{print $tk + $k}"); tp=$(awk "BEGIN{print $tp + $p}"); tw=$(awk "BEGIN{print $tw + $w}")
