@@ -90,8 +90,9 @@ for r in $(seq "$ROUNDS"); do
   quiet; s=$(now); kib_cold; k=$(el "$s" "$(now)")
   quiet; s=$(now); plain;    p=$(el "$s" "$(now)")
   quiet; s=$(now); kib_warm; w=$(el "$s" "$(now)")
-  quiet; s=$(now); kib_br keep; bk=$(el "$s" "$(now)")
+  # cold first: kib_first removed every object, the build root's too.
   quiet; s=$(now); kib_br cold; bc=$(el "$s" "$(now)")
+  quiet; s=$(now); kib_br keep; bk=$(el "$s" "$(now)")
   printf 'round %d: kib cold %.2f s, plain %.2f s, kib warm %.2f s, build root cached %.2f s, build root cold %.2f s, kib first (uncompressed package copies made too) %.2f s\n' "$r" "$k" "$p" "$w" "$bk" "$bc" "$f"
   tf=$(awk "BEGIN{print $tf + $f}")
   tk=$(awk "BEGIN{print $tk + $k}"); tp=$(awk "BEGIN{print $tp + $p}"); tw=$(awk "BEGIN{print $tw + $w}")

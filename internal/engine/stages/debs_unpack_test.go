@@ -223,3 +223,20 @@ func entryListing(t *testing.T, root string) string {
 	}
 	return b.String()
 }
+
+func TestSizeHint(t *testing.T) {
+	for _, tc := range []struct {
+		control string
+		want    int
+	}{
+		{"Package: libperl5.36\nInstalled-Size: 24000\nDepends: libc6\n", 24000 * 1024 * 9 / 8},
+		{"Package: a\n", 0},
+		{"Package: a\nInstalled-Size: lots\n", 0},
+		{"Package: a\nInstalled-Size: -5\n", 0},
+		{"Package: a\nInstalled-Size: 99999999999\n", 1 << 30 * 9 / 8},
+	} {
+		if got := sizeHint([]byte(tc.control)); got != tc.want {
+			t.Errorf("sizeHint(%q) = %d, want %d", tc.control, got, tc.want)
+		}
+	}
+}
