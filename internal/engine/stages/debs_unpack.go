@@ -235,21 +235,10 @@ func readAll(name string, r io.Reader, hint int) ([]byte, error) {
 }
 
 // sizeHint returns a size the data.tar of the package with control file
-// control should fit in: its Installed-Size (KiB) and an eighth more for
-// the tar headers, at most 1 GiB; 0 when control has none.
+// control should fit in: its Installed-Size and an eighth more for the tar
+// headers, at most 1 GiB and an eighth; 0 when control has none.
 func sizeHint(control []byte) int {
-	for line := range strings.SplitSeq(string(control), "\n") {
-		v, ok := strings.CutPrefix(line, "Installed-Size:")
-		if !ok {
-			continue
-		}
-		kib, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || kib <= 0 {
-			return 0
-		}
-		return min(kib, 1<<20) * 1024 * 9 / 8
-	}
-	return 0
+	return int(min(installedSize(control), 1<<30) * 9 / 8)
 }
 
 // hostXZ returns the path of the host's xz, or "" when it has none. Go's

@@ -41,8 +41,8 @@ func memTreeSize(idx []byte, available int64) (limit, estimate int64) {
 	return limit, estimate
 }
 
-// installedSize sums the Installed-Size fields (KiB) of a Packages index,
-// in bytes.
+// installedSize sums the Installed-Size fields (KiB) of a Packages index
+// or control file, in bytes; malformed fields count as 0.
 func installedSize(idx []byte) int64 {
 	var sum int64
 	sc := bufio.NewScanner(bytes.NewReader(idx))

@@ -151,7 +151,7 @@ func CopyTree(ctx context.Context, src, dst string, workers int) (CopyStats, err
 	// Directories last, deepest first: creating their entries changed their
 	// times, and a read-only directory could not have been filled.
 	for _, d := range slices.Backward(c.dirs) {
-		if err := c.setMeta(d.rel, d.st, true); err != nil {
+		if err := c.setMeta(d.rel, d.st); err != nil {
 			return c.stats(), err
 		}
 	}
@@ -224,50 +224,61 @@ func (c *treeCopier) copyEntry(j copyJob) error {
 	default:
 		return fmt.Errorf("%s: unsupported file type %#o", j.rel, j.st.Mode&unix.S_IFMT)
 	}
-	return c.setMeta(j.rel, j.st, false)
+	return c.setMeta(j.rel, j.st)
 }
 
-// setMeta gives dst's rel src's owner, extended attributes, mode and times,
-// in that order: a change of owner clears set-id bits and file
-// capabilities.
-func (c *treeCopier) setMeta(rel string, st *syscall.Stat_t, dir bool) error {
-	from, to := filepath.Join(c.src, rel), filepath.Join(c.dst, rel)
-	if err := unix.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
-		return fmt.Errorf("chown %s: %w", rel, err)
-	}
-	if err := copyXattrs(from, to); err != nil {
+// setMeta gives dst's rel src's owner, extended attributes, mode and times.
+func (c *treeCopier) setMeta(rel string, st *syscall.Stat_t) error {
+	xattrs, err := readXattrs(filepath.Join(c.src, rel))
+	if err != nil {
 		return fmt.Errorf("extended attributes of %s: %w", rel, err)
 	}
-	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
-	if !isLink {
-		if err := unix.Fchmodat(unix.AT_FDCWD, to, st.Mode&0o7777, 0); err != nil {
-			return fmt.Errorf("chmod %s: %w", rel, err)
+	if err := applyMeta(filepath.Join(c.dst, rel), st, xattrs); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	return nil
+}
+
+// applyMeta gives p (not followed if a symbolic link) the owner, mode and
+// times of st and the extended attributes xattrs, in that order: a change
+// of owner clears set-id bits and file capabilities.
+func applyMeta(p string, st *syscall.Stat_t, xattrs [][2]string) error {
+	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	for _, x := range xattrs {
+		if err := unix.Lsetxattr(p, x[0], []byte(x[1]), 0); err != nil {
+			return fmt.Errorf("extended attribute %s: %w", x[0], err)
+		}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := unix.Fchmodat(unix.AT_FDCWD, p, st.Mode&0o7777, 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, to, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("times of %s: %w", rel, err)
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("times: %w", err)
 	}
 	return nil
 }
 
-// copyXattrs copies every extended attribute of from to to, in name order,
-// without following symbolic links.
-func copyXattrs(from, to string) error {
-	names, err := xattrNames(from)
+// readXattrs returns p's extended attributes, in name order, without
+// following a symbolic link.
+func readXattrs(p string) ([][2]string, error) {
+	names, err := xattrNames(p)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out [][2]string
 	for _, name := range names {
-		val, err := getXattr(from, name)
+		val, err := getXattr(p, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := unix.Lsetxattr(to, name, val, 0); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
+		out = append(out, [2]string{name, string(val)})
 	}
-	return nil
+	return out, nil
 }
 
 // xattrNames returns the names of p's extended attributes, sorted, without

@@ -181,20 +181,7 @@ func TestCopyTree(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := treeListing(t, dst)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				for i := range max(len(got), len(want)) {
-					var g, w string
-					if i < len(got) {
-						g = got[i]
-					}
-					if i < len(want) {
-						w = want[i]
-					}
-					if g != w {
-						t.Errorf("entry %d:\n got %s\nwant %s", i, g, w)
-					}
-				}
-			}
+			diffListings(t, got, want, "got", "want")
 			if st.Entries != int64(len(want)) {
 				t.Errorf("copied %d entries, the tree has %d", st.Entries, len(want))
 			}
@@ -230,5 +217,23 @@ func TestTreeCopyOptions(t *testing.T) {
 	}
 	if got := s.(InputReader).InputNames(); len(got) != 1 || got[0] != "packages" {
 		t.Errorf("inputs %v", got)
+	}
+}
+
+// diffListings reports each entry where the tree listings got and want
+// (named gotName and wantName) differ.
+func diffListings(t *testing.T, got, want []string, gotName, wantName string) {
+	t.Helper()
+	for i := range max(len(got), len(want)) {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			t.Errorf("entry %d:\n%8s %s\n%8s %s", i, gotName, g, wantName, w)
+		}
 	}
 }

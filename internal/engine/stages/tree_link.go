@@ -87,7 +87,7 @@ func linkTree(env *Env, src string) (reason string, err error) {
 	if err := syscall.Lstat(src, &rst); err != nil {
 		return "", err
 	}
-	if err := (&treeCopier{src: src, dst: upper}).setMeta(".", &rst, true); err != nil {
+	if err := (&treeCopier{src: src, dst: upper}).setMeta(".", &rst); err != nil {
 		return "", err
 	}
 	// index=on: a file with hard links that a stage writes in place is
@@ -131,14 +131,18 @@ func unmountTree(tree string, detach bool) error {
 	return nil
 }
 
-// linkEntry is an entry of the merged tree: directories keep their
-// metadata, read through the overlay, for after the unmount.
+// linkEntry is an entry of the merged tree, read through the overlay for
+// after the unmount: its metadata (for an entry of the source, the
+// source's, but for the device), for a directory its extended attributes,
+// and whether the upper directory holds it.
 type linkEntry struct {
 	rel    string
-	dir    bool
-	st     unix.Stat_t
+	st     syscall.Stat_t
 	xattrs [][2]string
+	upper  bool
 }
+
+func (e *linkEntry) dir() bool { return e.st.Mode&unix.S_IFMT == unix.S_IFDIR }
 
 // materialize reads the merged tree mounted on tree, unmounts it and
 // builds it in tree from upper (what the stages wrote) and lower (the rest,
@@ -157,18 +161,16 @@ func materialize(ctx context.Context, log *slog.Logger, tree, lower, upper strin
 		if err != nil {
 			return err
 		}
-		e := linkEntry{rel: rel, dir: d.IsDir()}
-		if err := unix.Lstat(p, &e.st); err != nil {
+		e := linkEntry{rel: rel}
+		if err := syscall.Lstat(p, &e.st); err != nil {
 			return err
 		}
-		if e.dir {
+		if e.dir() {
 			if e.xattrs, err = readXattrs(p); err != nil {
 				return fmt.Errorf("extended attributes of %s: %w", rel, err)
 			}
-		} else if e.st.Mode&unix.S_IFMT == unix.S_IFREG {
-			if err := linkUp(p, filepath.Join(upper, rel), filepath.Join(lower, rel), &e.st); err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
+		} else if e.upper, err = inUpper(p, filepath.Join(upper, rel), filepath.Join(lower, rel), &e.st); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
 		}
 		ents = append(ents, e)
 		return nil
@@ -186,65 +188,51 @@ func materialize(ctx context.Context, log *slog.Logger, tree, lower, upper strin
 	// written in place is one new file for all its names, as in a copy.
 	var moved int
 	written := map[uint64]string{} // overlay inode -> the new file
-	fromLower := make([]bool, len(ents))
-	for i, e := range ents {
+	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		to := filepath.Join(tree, e.rel)
-		if e.dir {
+		regular := e.st.Mode&unix.S_IFMT == unix.S_IFREG
+		switch first, ok := written[e.st.Ino]; {
+		case e.dir():
 			if e.rel != "." {
 				if err := os.Mkdir(to, 0o700); err != nil {
 					return err
 				}
 			}
-			continue
-		}
-		up := filepath.Join(upper, e.rel)
-		var st unix.Stat_t
-		err := unix.Lstat(up, &st)
-		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return err
-		}
-		if err != nil || isWhiteout(&st) {
-			fromLower[i] = true
-			continue
-		}
-		if first, ok := written[e.st.Ino]; ok && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		case !e.upper:
+		case ok && regular:
 			// Another name of a file already moved.
 			if err := os.Link(first, to); err != nil {
 				return err
 			}
-			continue
+		default:
+			if err := os.Rename(filepath.Join(upper, e.rel), to); err != nil {
+				return err
+			}
+			if err := dropOverlayXattrs(to); err != nil {
+				return fmt.Errorf("extended attributes of %s: %w", e.rel, err)
+			}
+			if regular {
+				written[e.st.Ino] = to
+			}
+			moved++
 		}
-		if err := os.Rename(up, to); err != nil {
-			return err
-		}
-		if err := dropOverlayXattrs(to); err != nil {
-			return fmt.Errorf("extended attributes of %s: %w", e.rel, err)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG {
-			written[e.st.Ino] = to
-		}
-		moved++
 	}
 	// Then the rest, from the source.
 	var linked int
 	c := &treeCopier{src: lower, dst: tree}
 	made := map[uint64]string{} // source inode -> the first name made anew
-	for i, e := range ents {
-		if !fromLower[i] {
+	for _, e := range ents {
+		if e.dir() || e.upper {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		from, to := filepath.Join(lower, e.rel), filepath.Join(tree, e.rel)
-		var st unix.Stat_t
-		if err := unix.Lstat(from, &st); err != nil {
-			return fmt.Errorf("%s: in the overlay, but in neither layer: %w", e.rel, err)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if e.st.Mode&unix.S_IFMT == unix.S_IFREG {
 			if nf, ok := written[e.st.Ino]; ok {
 				from = nf
 			}
@@ -265,19 +253,19 @@ func materialize(ctx context.Context, log *slog.Logger, tree, lower, upper strin
 		}
 		// Symbolic links and special files are made anew, as CopyTree
 		// makes them, and keep their hard links within the tree.
-		if err := c.copyEntry(copyJob{rel: e.rel, st: statT(&st)}); err != nil {
+		if err := c.copyEntry(copyJob{rel: e.rel, st: &e.st}); err != nil {
 			return err
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFREG && st.Nlink > 1 {
+		if e.st.Mode&unix.S_IFMT != unix.S_IFREG && e.st.Nlink > 1 {
 			made[e.st.Ino] = to
 		}
 	}
 	// Directories last, deepest first, as CopyTree sets them.
 	for _, e := range slices.Backward(ents) {
-		if !e.dir {
+		if !e.dir() {
 			continue
 		}
-		if err := setDirMeta(filepath.Join(tree, e.rel), &e.st, e.xattrs); err != nil {
+		if err := applyMeta(filepath.Join(tree, e.rel), &e.st, e.xattrs); err != nil {
 			return fmt.Errorf("%s: %w", e.rel, err)
 		}
 	}
@@ -287,36 +275,8 @@ func materialize(ctx context.Context, log *slog.Logger, tree, lower, upper strin
 }
 
 // isWhiteout tells an overlayfs whiteout (a character device 0/0).
-func isWhiteout(st *unix.Stat_t) bool {
+func isWhiteout(st *syscall.Stat_t) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
-}
-
-// statT converts a unix.Stat_t into the syscall.Stat_t copyEntry takes.
-func statT(st *unix.Stat_t) *syscall.Stat_t {
-	return &syscall.Stat_t{
-		Dev: st.Dev, Ino: st.Ino, Nlink: st.Nlink, Mode: st.Mode, Uid: st.Uid, Gid: st.Gid,
-		Rdev: st.Rdev, Size: st.Size, Blksize: st.Blksize, Blocks: st.Blocks,
-		Atim: syscall.Timespec{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec},
-		Mtim: syscall.Timespec{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
-		Ctim: syscall.Timespec{Sec: st.Ctim.Sec, Nsec: st.Ctim.Nsec},
-	}
-}
-
-// readXattrs returns p's extended attributes, in name order.
-func readXattrs(p string) ([][2]string, error) {
-	names, err := xattrNames(p)
-	if err != nil {
-		return nil, err
-	}
-	var out [][2]string
-	for _, name := range names {
-		val, err := getXattr(p, name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, [2]string{name, string(val)})
-	}
-	return out, nil
 }
 
 // dropOverlayXattrs removes overlayfs's own attributes from p.
@@ -335,52 +295,38 @@ func dropOverlayXattrs(p string) error {
 	return nil
 }
 
-// setDirMeta gives the directory p the owner, extended attributes, mode
-// and times of st and xattrs, in setMeta's order.
-func setDirMeta(p string, st *unix.Stat_t, xattrs [][2]string) error {
-	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
-		return err
-	}
-	for _, x := range xattrs {
-		if err := unix.Lsetxattr(p, x[0], []byte(x[1]), 0); err != nil {
-			return fmt.Errorf("%s: %w", x[0], err)
-		}
-	}
-	if err := unix.Fchmodat(unix.AT_FDCWD, p, st.Mode&0o7777, 0); err != nil {
-		return err
-	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-// linkUp makes sure the merged file p, which the upper directory lacks at
-// up, is the source's file at low. It is not when another of its names was
-// written in place (with index=on, all its names then show the new file)
-// and that name later replaced or removed: then a link made and removed
-// again in the overlay gives p its name in the upper directory, which the
-// materialization moves like any file written.
-func linkUp(p, up, low string, merged *unix.Stat_t) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(up, &st); err == nil {
-		return nil
+// inUpper tells whether the upper directory holds the merged non-directory
+// p (at up). A regular file it lacks must be the source's file at low. It
+// is not when another of its names was written in place (with index=on,
+// all its names then show the new file) and that name later replaced or
+// removed: then a link made and removed again in the overlay gives p its
+// name in the upper directory, which the materialization moves like any
+// file written.
+func inUpper(p, up, low string, merged *syscall.Stat_t) (bool, error) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(up, &st); err == nil {
+		return !isWhiteout(&st), nil
 	} else if !errors.Is(err, unix.ENOENT) {
-		return err
+		return false, err
 	}
-	if err := unix.Lstat(low, &st); err != nil {
-		return fmt.Errorf("in the overlay, but in neither layer: %w", err)
+	if merged.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil
+	}
+	if err := syscall.Lstat(low, &st); err != nil {
+		return false, fmt.Errorf("in the overlay, but in neither layer: %w", err)
 	}
 	if st.Ino == merged.Ino && st.Ctim == merged.Ctim && st.Size == merged.Size && st.Mtim == merged.Mtim {
-		return nil
+		return false, nil
 	}
 	tmp := p + ".kib-link-up"
 	if err := os.Link(p, tmp); err != nil {
-		return fmt.Errorf("linking up: %w", err)
+		return false, fmt.Errorf("linking up: %w", err)
 	}
 	if err := os.Remove(tmp); err != nil {
-		return err
+		return false, err
 	}
-	if err := unix.Lstat(up, &st); err != nil {
-		return fmt.Errorf("linking up: the upper directory still lacks it: %w", err)
+	if err := syscall.Lstat(up, &st); err != nil {
+		return false, fmt.Errorf("linking up: the upper directory still lacks it: %w", err)
 	}
-	return nil
+	return true, nil
 }

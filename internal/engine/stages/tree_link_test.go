@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -74,16 +73,7 @@ func editTree(t *testing.T, root string) {
 }
 
 func TestTreeLink(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the tree link test needs root (overlayfs, owners, device nodes)")
-	}
-	// Not under /tmp, which may be a tmpfs: the store's tree and the
-	// source share a disk file system, as in a store.
-	base, err := os.MkdirTemp(cacheTestDir(t), "treelink-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	base := linkTestDir(t)
 	src := filepath.Join(base, "src")
 	if err := os.Mkdir(src, 0o755); err != nil {
 		t.Fatal(err)
@@ -122,21 +112,7 @@ func TestTreeLink(t *testing.T) {
 	if !strings.Contains(llog, "overlay made real") {
 		t.Fatalf("the tree was not linked: %s", llog)
 	}
-	want, got := treeListing(t, copied), treeListing(t, linked)
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		for i := range max(len(got), len(want)) {
-			var g, w string
-			if i < len(got) {
-				g = got[i]
-			}
-			if i < len(want) {
-				w = want[i]
-			}
-			if g != w {
-				t.Errorf("entry %d:\n linked %s\n copied %s", i, g, w)
-			}
-		}
-	}
+	diffListings(t, treeListing(t, linked), treeListing(t, copied), "linked", "copied")
 	if after := treeListing(t, src); strings.Join(after, "\n") != strings.Join(before, "\n") {
 		t.Errorf("the source changed:\n%s", strings.Join(after, "\n"))
 	}
@@ -159,14 +135,7 @@ func TestTreeLink(t *testing.T) {
 // TestTreeLinkFailed checks that a failed pipeline's overlay is unmounted
 // and the source untouched.
 func TestTreeLinkFailed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("the tree link test needs root (overlayfs)")
-	}
-	base, err := os.MkdirTemp(cacheTestDir(t), "treelink-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
+	base := linkTestDir(t)
 	src, tree, scratch := filepath.Join(base, "src"), filepath.Join(base, "tree"), filepath.Join(base, "scratch")
 	for _, d := range []string{src, tree, scratch} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -212,17 +181,26 @@ func mounted(t *testing.T, dir string) bool {
 	return false
 }
 
-// cacheTestDir returns a directory for test trees on the disk that holds
-// the user's cache (not a tmpfs /tmp).
-func cacheTestDir(t *testing.T) string {
+// linkTestDir returns a new directory for a tree link test, removed
+// after it. Not under /tmp, which may be a tmpfs: the source and the tree
+// share a disk file system, as in a store. The tests need root
+// (overlayfs, owners, device nodes).
+func linkTestDir(t *testing.T) string {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the tree link tests need root (overlayfs, owners, device nodes)")
+	}
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir = filepath.Join(dir, "kib-test")
-	if err := os.MkdirAll(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.MkdirAll(filepath.Join(dir, "kib-test"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return dir
+	base, err := os.MkdirTemp(filepath.Join(dir, "kib-test"), "treelink-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	return base
 }
