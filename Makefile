@@ -117,6 +117,7 @@ fuzz:
 	$(GO) test ./internal/upload/gcp -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/upload/gcp -run '^$$' -fuzz FuzzParseRange -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/engine/stages -run '^$$' -fuzz FuzzUnpackDeb -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/engine/stages -run '^$$' -fuzz FuzzGrowBlocker -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/koji -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/upload/awss3 -run '^$$' -fuzz FuzzParseOptions -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/artifacts -run '^$$' -fuzz FuzzParseURL -fuzztime $(FUZZTIME)

@@ -18,6 +18,11 @@ type Pkg struct {
 	Depends string
 	// Files maps paths in the package to their content.
 	Files map[string]string
+	// Fields are more control fields, one "Name: value" per line.
+	Fields string
+	// Control maps the names of more control members (postinst,
+	// conffiles, triggers) to their content.
+	Control map[string]string
 }
 
 // Repo makes a flat, trusted repository of pkgs in a temporary directory and
@@ -41,7 +46,13 @@ func Build(t testing.TB, dir string, p Pkg) string {
 		ctl += "Depends: " + p.Depends + "\n"
 	}
 	must(t, os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755))
+	if p.Fields != "" {
+		ctl += strings.TrimRight(p.Fields, "\n") + "\n"
+	}
 	must(t, os.WriteFile(filepath.Join(root, "DEBIAN/control"), []byte(ctl), 0o644))
+	for name, data := range p.Control {
+		must(t, os.WriteFile(filepath.Join(root, "DEBIAN", name), []byte(data), 0o755))
+	}
 	for path, data := range p.Files {
 		full := filepath.Join(root, path)
 		must(t, os.MkdirAll(filepath.Dir(full), 0o755))

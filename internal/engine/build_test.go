@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kib-project/kib/internal/blueprint"
@@ -105,12 +106,59 @@ name = "carol"
 uid = 1235
 `
 
+// grownBlueprint is testBlueprint with one more package, one the package
+// tree of testBlueprint grows by (no maintainer scripts, files on new
+// paths only).
+var grownBlueprint = testBlueprint + `
+[[packages]]
+name = "tree"
+`
+
+// checkGrown checks that store st made the package tree of mg by growing
+// mt's: its files are mt's (hard links), and the image has the package.
+func checkGrown(t *testing.T, st *store.Store, mt, mg *manifest.Manifest, grown Artifact) {
+	t.Helper()
+	tree := func(m *manifest.Manifest) string {
+		keys, err := Keys(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range m.Pipelines {
+			if p.Name == manifest.PackagesPipeline {
+				return filepath.Join(st.ObjectPath(keys[i]), "tree")
+			}
+		}
+		t.Fatal("no package tree pipeline")
+		return ""
+	}
+	small, big := tree(mt), tree(mg)
+	var a, b syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(small, "usr/bin/bash"), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(filepath.Join(big, "usr/bin/bash"), &b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Ino != b.Ino {
+		t.Error("the package tree with one more package was built clean, not grown from the smaller one in the store")
+	}
+	if _, err := os.Stat(filepath.Join(small, "usr/bin/tree")); err == nil {
+		t.Error("growing changed the smaller package tree")
+	}
+	all := run(t, "tar", "-tJf", grown.Path)
+	if !slices.Contains(strings.Split(all, "\n"), "./usr/bin/tree") {
+		t.Error("the grown image has no /usr/bin/tree")
+	}
+}
+
 // TestBuildReproducible builds the tar and container images of one pair of
-// manifests, and the tar image of an edited blueprint, in two stores in
+// manifests, the tar image of an edited blueprint and that of one with one
+// more package, in two stores in
 // different orders and checks that they are bit-identical: store A installs
-// the packages for the first tar image and reuses that package tree for the
-// edited one, store B the other way round, so an image made from a reused
-// package tree is the image a clean build makes. It also checks that the
+// the packages for the first tar image, reuses that package tree for the
+// edited one and grows it by one package for the last, store B builds the
+// edited one first and the last clean, so an image made from a reused or
+// grown package tree is the image a clean build makes. It also checks that the
 // second store builds without any mirror from the pinned packages it holds,
 // that a warm rebuild comes from the cache, and that the customizations are
 // in the image.
@@ -121,6 +169,7 @@ func TestBuildReproducible(t *testing.T) {
 	mt := generate(t, "tar", cache)
 	mc := generate(t, "container", cache)
 	me := generateWith(t, "tar", cache, editedBlueprint)
+	mg := generateWith(t, "tar", cache, grownBlueprint)
 	pkgTree := func(m *manifest.Manifest) *manifest.Pipeline {
 		for i := range m.Pipelines {
 			if m.Pipelines[i].Name == manifest.PackagesPipeline {
@@ -159,6 +208,7 @@ func TestBuildReproducible(t *testing.T) {
 	tarA := build(stA, mt, outA, nil)
 	ctrA := build(stA, mc, outA, nil)
 	editA := build(stA, me, filepath.Join(root, "editA"), nil)
+	grownA := build(stA, mg, filepath.Join(root, "grownA"), nil)
 
 	// Store B holds the pinned packages only (as after a fetch long ago) and
 	// the mirror is unreachable: the rebuild must not need it. It installs
@@ -169,6 +219,7 @@ func TestBuildReproducible(t *testing.T) {
 	t.Setenv("KIB_STUB_EXTRACT", "off")
 	t.Setenv("KIB_BUILD_IN_MEMORY", "off")
 	t.Setenv("KIB_TREE_LINK", "off")
+	t.Setenv("KIB_GROW", "off")
 	stB, err := store.Open(filepath.Join(rootB, "nested", "storeB"))
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +230,7 @@ func TestBuildReproducible(t *testing.T) {
 	editB := build(stB, me, filepath.Join(root, "editB"), offline)
 	tarB := build(stB, mt, outB, offline)
 	ctrB := build(stB, mc, outB, offline)
+	grownB := build(stB, mg, filepath.Join(root, "grownB"), offline)
 
 	if tarA.SHA256 != tarB.SHA256 {
 		t.Errorf("root.tar.xz differs between stores: %s vs %s", tarA.SHA256, tarB.SHA256)
@@ -189,6 +241,10 @@ func TestBuildReproducible(t *testing.T) {
 	if editA.SHA256 != editB.SHA256 {
 		t.Errorf("edited root.tar.xz from a reused package tree %s, from a clean build %s", editA.SHA256, editB.SHA256)
 	}
+	if grownA.SHA256 != grownB.SHA256 {
+		t.Errorf("root.tar.xz with one more package: grown from the smaller package tree %s, from a clean build %s", grownA.SHA256, grownB.SHA256)
+	}
+	checkGrown(t, stA, mt, mg, grownA)
 	if editA.SHA256 == tarA.SHA256 {
 		t.Error("the edited blueprint gave the same image")
 	}

@@ -113,6 +113,7 @@ func TestDiskImage(t *testing.T) {
 		t.Errorf("disk.qcow2 differs between stores: %s vs %s", qcows[0], qcows[1])
 	}
 	checkBuildInfoBoot(t, image, "hybrid")
+	checkGrownDisk(t, root, bootBlueprint)
 	if _, err := kojimeta.ReadBuildInfo(image.Info); err != nil {
 		t.Errorf("kib koji import would reject %s: %v", image.Info, err)
 	}
@@ -144,6 +145,43 @@ func TestDiskImage(t *testing.T) {
 				t.Errorf("failed units: %v", res.FailedUnits)
 			}
 		})
+	}
+}
+
+// checkGrownDisk builds the qcow2 of bp with one more package in the two
+// stores under root that hold bp's: store A grows its package tree (dpkg
+// on an overlay of the smaller tree, the initramfs built anew), store B,
+// with its settings, installs the packages clean; the images must be the
+// same bits.
+func checkGrownDisk(t *testing.T, root, bp string) {
+	t.Helper()
+	m := generateWith(t, "qcow2", t.TempDir(), bp+"\n[[packages]]\nname = \"tree\"\n")
+	var sums [2]string
+	for i, name := range []string{"storeA", "storeB"} {
+		for _, v := range []string{"KIB_INITRAMFS_FAST", "KIB_UNCOMPRESSED_DEBS", "KIB_STUB_EXTRACT", "KIB_BUILD_IN_MEMORY", "KIB_TREE_LINK", "KIB_GROW"} {
+			if i == 0 {
+				t.Setenv(v, "")
+			} else {
+				t.Setenv(v, "off")
+			}
+		}
+		st, err := store.Open(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		e := &Engine{Store: st, Log: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &logs), nil))}
+		arts, err := e.Build(context.Background(), m, Options{OutputDir: filepath.Join(root, "grown-"+name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[i] = arts[0].SHA256
+		if grown := strings.Contains(logs.String(), `msg="grown from a smaller package set"`); grown != (i == 0) {
+			t.Errorf("%s: package tree grown from the smaller one: %v", name, grown)
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Errorf("disk.qcow2 with one more package: grown %s, clean %s", sums[0], sums[1])
 	}
 }
 

@@ -329,6 +329,20 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 			dir, _, err := e.Store.Object(ctx, key, build)
 			return dir, err
 		},
+		Record: func(name string, data []byte) error {
+			return store.WriteRecord(dir, name, data)
+		},
+		Records: func(name string) ([]stages.Record, error) {
+			recs, err := e.Store.Records(name)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]stages.Record, len(recs))
+			for i, r := range recs {
+				out[i] = stages.Record{Tree: outputPath(r.Object, manifest.KindTree), Data: r.Data}
+			}
+			return out, nil
+		},
 	}
 	if env.ToolLog == nil {
 		env.ToolLog = io.Discard

@@ -368,3 +368,56 @@ func unescapeMountPath(s string) string {
 	}
 	return b.String()
 }
+
+// A record is a small file an object keeps beside its output, under
+// records/NAME, for later builds to find the object by what it holds rather
+// than by its key (the mmdebstrap stage records its package set).
+
+// recordNameRE is what a record's name may be.
+var recordNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// WriteRecord writes the record name of the object being built in dir.
+func WriteRecord(dir, name string, data []byte) error {
+	if !recordNameRE.MatchString(name) {
+		return fmt.Errorf("store: record name %q: lower-case letters, digits and dashes only", name)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "records"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "records", name), data, 0o644)
+}
+
+// Record is a record of a complete object.
+type Record struct {
+	// Object is the object's directory.
+	Object string
+	Data   []byte
+}
+
+// Records returns the record name of every complete object that has one,
+// in the order of their keys.
+func (s *Store) Records(name string) ([]Record, error) {
+	if !recordNameRE.MatchString(name) {
+		return nil, fmt.Errorf("store: record name %q: lower-case letters, digits and dashes only", name)
+	}
+	paths, err := filepath.Glob(filepath.Join(s.dir, "objects", "*", "records", name))
+	if err != nil {
+		return nil, err
+	}
+	var recs []Record
+	for _, p := range paths {
+		obj := filepath.Dir(filepath.Dir(p))
+		if !keyRE.MatchString(filepath.Base(obj)) || !s.HasObject(filepath.Base(obj)) {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue // removed meanwhile
+			}
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		recs = append(recs, Record{Object: obj, Data: data})
+	}
+	return recs, nil
+}

@@ -205,3 +205,53 @@ func TestMountsUnder(t *testing.T) {
 		t.Errorf("unescapeMountPath = %q", got)
 	}
 }
+
+func TestRecords(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	keyA, keyB := digest([]byte("a")), digest([]byte("b"))
+	for key, data := range map[string]string{keyA: "set a", keyB: "set b"} {
+		if _, _, err := s.Object(ctx, key, func(_ context.Context, d string) error {
+			return WriteRecord(d, "pkgs", []byte(data))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A failed build's record is not kept; an object without one is skipped.
+	if _, _, err := s.Object(ctx, digest([]byte("failed")), func(_ context.Context, d string) error {
+		if err := WriteRecord(d, "pkgs", []byte("failed")); err != nil {
+			return err
+		}
+		return errors.New("stage failed")
+	}); err == nil {
+		t.Fatal("the failed build succeeded")
+	}
+	if _, _, err := s.Object(ctx, digest([]byte("none")), func(context.Context, string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Records("pkgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range recs {
+		got[filepath.Base(r.Object)] = string(r.Data)
+	}
+	if len(got) != 2 || got[keyA] != "set a" || got[keyB] != "set b" {
+		t.Errorf("Records = %v", got)
+	}
+	if recs, err := s.Records("other"); err != nil || len(recs) != 0 {
+		t.Errorf("Records(other) = %v, %v", recs, err)
+	}
+	for _, name := range []string{"", "../x", "a/b", "Upper", "*"} {
+		if err := WriteRecord(t.TempDir(), name, nil); err == nil {
+			t.Errorf("WriteRecord accepted the name %q", name)
+		}
+		if _, err := s.Records(name); err == nil {
+			t.Errorf("Records accepted the name %q", name)
+		}
+	}
+}

@@ -27,6 +27,21 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	if err := env.check(m.Tools()...); err != nil {
 		return err
 	}
+	switch base, extra, why, err := m.growBase(env); {
+	case err != nil:
+		return err
+	case base == "":
+		env.Log.Debug("package tree built clean", "stage", "mmdebstrap", "why", why)
+	default:
+		why, err := m.grow(ctx, env, base, extra)
+		if err != nil {
+			return fmt.Errorf("mmdebstrap: growing the tree of a smaller package set: %w", err)
+		}
+		if why == "" {
+			return m.record(env)
+		}
+		env.Log.Info("package tree built clean", "stage", "mmdebstrap", "why", why)
+	}
 	repo := filepath.Join(env.Work, "repo")
 	pool := filepath.Join(repo, "pool")
 	if err := os.MkdirAll(pool, 0o755); err != nil {
@@ -147,9 +162,12 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	if _, err := compressInitramfs(ctx, env.Tree, helpers); err != nil {
 		return fmt.Errorf("compressing the initramfs: %w", err)
 	}
+	if err := settleTree(env.Tree, env.SourceDateEpoch); err != nil {
+		return err
+	}
 	logPhases(env.Log, "mmdebstrap", start, done, readMarks(marks, false),
 		readMarks(filepath.Join(helpers, "dpkg-status"), true), time.Since(done))
-	return nil
+	return m.record(env)
 }
 
 // realDebsHook links the real packages over their stubs in the pool, once

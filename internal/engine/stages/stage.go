@@ -64,8 +64,21 @@ type Env struct {
 	// store's file system; empty when the pipeline has none (then stages
 	// needing one do without).
 	Scratch string
+	// Record, if set, keeps data under name with the pipeline's output in
+	// the store, for later builds to find with Records.
+	Record func(name string, data []byte) error
+	// Records, if set, returns what the store's complete outputs keep
+	// under name (see Record).
+	Records func(name string) ([]Record, error)
 
 	ends []func(ctx context.Context, failed bool) error
+}
+
+// Record is what an output in the store keeps under a name.
+type Record struct {
+	// Tree is the output's tree (or file directory).
+	Tree string
+	Data []byte
 }
 
 // AtEnd registers f to run once the pipeline's stages are done, before its
@@ -135,7 +148,8 @@ func (e *Env) BaseEnv() []string {
 // by the old code. 2: mmdebstrap leaves no apt/dpkg build settings behind; 3: nor the mount point of its local repository;
 // 4: gce-tar's and oci-archive's gzip streams are compressed in parallel blocks.
 // 5: the initramfs is built once, zstd-compressed by kib.
-const Revision = 5
+// 6: the package tree's directory times are SOURCE_DATE_EPOCH (see settleTree).
+const Revision = 6
 
 // entry is a registered stage type: run makes the stage from its decoded
 // options, opts returns zero options (for tests).

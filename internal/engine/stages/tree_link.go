@@ -47,48 +47,56 @@ const overlayXattrPrefix = "trusted.overlay."
 // materialization at the pipeline's end. It reports why it did not when it
 // did not (the caller copies instead).
 func linkTree(env *Env, src string) (reason string, err error) {
+	_, reason, err = linkTreeUndo(env, src)
+	return reason, err
+}
+
+// linkTreeUndo is linkTree that also returns, when it linked, undo: it
+// unmounts the overlay, leaving env.Tree empty, and cancels the
+// materialization.
+func linkTreeUndo(env *Env, src string) (undo func() error, reason string, err error) {
 	if os.Getenv("KIB_TREE_LINK") == "off" {
-		return "KIB_TREE_LINK=off", nil
+		return nil, "KIB_TREE_LINK=off", nil
 	}
 	if env.Scratch == "" {
-		return "no pipeline scratch directory", nil
+		return nil, "no pipeline scratch directory", nil
 	}
 	// Links to the source and moves from the upper directory need one
 	// file system.
 	var s1, s2, s3 unix.Stat_t
 	for p, st := range map[string]*unix.Stat_t{src: &s1, env.Scratch: &s2, env.Tree: &s3} {
 		if err := unix.Stat(p, st); err != nil {
-			return "", err
+			return nil, "", err
 		}
 	}
 	if s1.Dev != s2.Dev || s2.Dev != s3.Dev {
-		return "the source, the tree and the scratch directory are not on one file system", nil
+		return nil, "the source, the tree and the scratch directory are not on one file system", nil
 	}
 	if ents, err := os.ReadDir(env.Tree); err != nil {
-		return "", err
+		return nil, "", err
 	} else if len(ents) > 0 {
-		return "the tree is not empty", nil
+		return nil, "the tree is not empty", nil
 	}
 	ovl := filepath.Join(env.Scratch, "overlay")
 	upper, work := filepath.Join(ovl, "upper"), filepath.Join(ovl, "work")
 	for _, d := range []string{ovl, upper, work} {
 		if err := os.Mkdir(d, 0o755); err != nil {
-			return "", err
+			return nil, "", err
 		}
 	}
 	for _, p := range []string{src, upper, work} {
 		if strings.ContainsAny(p, ",:\\") {
-			return fmt.Sprintf("the path %q has a character overlayfs options cannot carry", p), nil
+			return nil, fmt.Sprintf("the path %q has a character overlayfs options cannot carry", p), nil
 		}
 	}
 	// The overlay's root is the upper directory's: it starts as the
 	// source's root, as a copy's would.
 	var rst syscall.Stat_t
 	if err := syscall.Lstat(src, &rst); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if err := (&treeCopier{src: src, dst: upper}).setMeta(".", &rst); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	// index=on: a file with hard links that a stage writes in place is
 	// copied up once for all its names, as in a copy, where they all see
@@ -96,17 +104,17 @@ func linkTree(env *Env, src string) (reason string, err error) {
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,redirect_dir=off,metacopy=off,index=on,xino=off", src, upper, work)
 	if err := unix.Mount("kib-tree", env.Tree, "overlay", 0, opts); err != nil {
 		os.RemoveAll(ovl)
-		return fmt.Sprintf("mounting an overlay: %v", err), nil
+		return nil, fmt.Sprintf("mounting an overlay: %v", err), nil
 	}
 	// The kernel turns the index off, with a line in its log only, where
 	// the upper file system lacks trusted.* attributes or file handles;
 	// it makes work/index when the index is on.
 	if _, err := os.Stat(filepath.Join(work, "index")); err != nil {
 		if err := unmountTree(env.Tree, false); err != nil {
-			return "", err
+			return nil, "", err
 		}
 		os.RemoveAll(ovl)
-		return "overlayfs turned its index off (no trusted.* attributes or file handles here)", nil
+		return nil, "overlayfs turned its index off (no trusted.* attributes or file handles here)", nil
 	}
 	env.AtEnd(func(ctx context.Context, failed bool) error {
 		if failed {
@@ -114,7 +122,7 @@ func linkTree(env *Env, src string) (reason string, err error) {
 		}
 		return materialize(ctx, logger(env), env.Tree, src, upper)
 	})
-	return "", nil
+	return nil, "", nil
 }
 
 // unmountTree unmounts the overlay on tree. When a process still holds it,
