@@ -3,6 +3,11 @@
 # Source it; it defines functions only.
 
 now() { date +%s.%N; }
+
+# quiet: each timed build starts on a disk that has written back the one
+# before it (issue 13 measures on a quiet machine); QUIET=0 runs them back
+# to back, each paying for the writeback of the ones before.
+quiet() { [ "${QUIET:-1}" = 0 ] || sync; }
 el() { awk "BEGIN{print $2 - $1}"; }
 
 # secs DURATION: a Go duration (850ms, 1.5s, 1m2.5s) in seconds.
@@ -18,12 +23,13 @@ secs() {
     printf "%.3f", t }'
 }
 
-# kib_timed LOG ARGS...: runs nice -n 10 $KIB ARGS with its log in LOG and
+# kib_timed LOG ARGS...: after quiet, runs nice -n 10 $KIB ARGS with its log in LOG and
 # sets SECS (wall time) and RSS (kib's peak RSS in MiB, from getrusage, as
 # kib logs it at the end of a build; else VmHWM polled from /proc).
 kib_timed() {
   local log=$1; shift
   local s hwm=0 pid
+  quiet
   s=$(now)
   nice -n 10 "$KIB" "$@" 2> "$log" > /dev/null &
   pid=$!

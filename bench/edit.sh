@@ -7,7 +7,8 @@
 # P, A with one more package (tree), whose package tree grows from A's,
 # (c) for comparison, B and P built clean (no pipeline cache) and a check
 # that each edit's image is bit-identical to its clean build's. Prints each
-# time and kib's own peak RSS. Builds run one at a time under nice.
+# time and kib's own peak RSS. Builds run one at a time under nice, each after
+# sync (QUIET=0: back to back, each paying for the write-back of the last).
 # Usage: [STORE=DIR] bench/edit.sh   (root; $BENCH_DIR, default /var/tmp/speed-cache/edit)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -80,7 +80,7 @@ kib_warm() {
   "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/out2" >/dev/null 2>&1
 }
 
-# quiet: each timed build starts on a disk that has written back the one
+# quiet (as in bench/cachelib.sh): each timed build starts on a disk that has written back the one
 # before it (the issue measures on a quiet machine); QUIET=0 runs them back
 # to back, where the write-back of one slows the next.
 quiet() { [ "${QUIET:-1}" = 0 ] || sync; }

@@ -4,7 +4,8 @@
 # they are not there yet), then raw (raw.xz), vhd, gce and ami with the same
 # blueprint, one after the other in the same store. For each prints the
 # wall time, the compression stage's time and the rest, the pipelines that
-# ran, and kib's own peak RSS. Builds run one at a time under nice.
+# ran, and kib's own peak RSS. Builds run one at a time under nice, each
+# after sync (QUIET=0: back to back, each paying for the write-back of the last).
 # Usage: [FRESH=1] [STORE=DIR] bench/typechange.sh   (root; $BENCH_DIR, default /var/tmp/speed-cache/typechange)
 set -euo pipefail
 cd "$(dirname "$0")/.."

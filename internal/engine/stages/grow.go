@@ -335,7 +335,7 @@ func (f *treeFacts) growBlocker(deb string) (string, error) {
 // /tmp and the helper directory are mounted in a private namespace; the
 // tree keeps none of them.
 var growScript = `set -e
-t=$1 b=$2; shift 2
+t=$1 b=$2 k=$3; shift 3
 mount -t proc proc "$t/proc"
 mount -t sysfs sysfs "$t/sys"
 mount -t tmpfs -o mode=1777 kib-grow "$t/tmp"
@@ -343,11 +343,13 @@ mkdir "$t/tmp/debs"
 i=0; for d in "$@"; do i=$((i+1)); cp "$d" "$t/tmp/debs/$i.deb"; done
 PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$t" sh -c 'dpkg --force-unsafe-io --log=/tmp/dpkg.log --install /tmp/debs/*.deb' >&2
 umount "$t/tmp"
+echo dpkg $(date +%s.%N) >> "$k"
 set -- "$t"
 ` + mountBuildDirHookArg + `
 PATH=` + buildDir + `:$PATH; export PATH
 for m in "$t"/lib/modules/*; do v=${m##*/}; [ ! -e "$t/boot/vmlinuz-$v" ] || [ ! -x "$t/usr/sbin/update-initramfs" ] || rm -f "$t/boot/initrd.img-$v"; done
 (` + initramfsHook + `)
+echo initramfs $(date +%s.%N) >> "$k"
 ` + unmountBuildDirHook + `
 umount "$t/sys" "$t/proc"
 `
@@ -429,14 +431,28 @@ func growInstall(ctx context.Context, env *Env, paths []string) error {
 	if os.Getenv("KIB_INITRAMFS_FAST") == "off" {
 		cmdEnv = append(cmdEnv, "KIB_INITRAMFS_FAST=off")
 	}
-	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", growScript, "grow", env.Tree, helpers}, paths...)
+	marks := filepath.Join(env.Work, "grow-phases")
+	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", growScript, "grow", env.Tree, helpers, marks}, paths...)
+	start := time.Now()
 	if _, err := env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog, Env: cmdEnv}); err != nil {
 		return fmt.Errorf("installing the added packages: %w", err)
 	}
+	ran := time.Now()
 	if _, err := compressInitramfs(ctx, env.Tree, helpers); err != nil {
 		return fmt.Errorf("compressing the initramfs: %w", err)
 	}
-	return settleTree(env.Tree, env.SourceDateEpoch)
+	compressed := time.Now()
+	if err := settleTree(env.Tree, env.SourceDateEpoch); err != nil {
+		return err
+	}
+	prev := start
+	for _, m := range readMarks(marks, false) {
+		env.Log.Info("phase done", "stage", "mmdebstrap", "phase", "grow-"+m.what, "duration", m.at.Sub(prev).Round(time.Millisecond))
+		prev = m.at
+	}
+	env.Log.Info("phase done", "stage", "mmdebstrap", "phase", "grow-compress", "duration", compressed.Sub(ran).Round(time.Millisecond))
+	env.Log.Info("phase done", "stage", "mmdebstrap", "phase", "grow-settle", "duration", time.Since(compressed).Round(time.Millisecond))
+	return nil
 }
 
 // emptyDir removes everything in dir.
