@@ -37,13 +37,12 @@ s=$(now); "$KIB" manifest --blueprint "$W/a.toml" qcow2 > "$W/a.json"; resolve=$
 "$KIB" manifest --blueprint "$W/b.toml" qcow2 > "$W/b.json"
 "$KIB" manifest --blueprint "$W/p.toml" qcow2 > "$W/p.json"
 
-rm -rf "$STORE/objects" "$W/out-a" "$W/out-b" "$W/out-clean" "$W/out-p" "$W/out-pclean"
+trash "$STORE/objects" "$W/out-a" "$W/out-b" "$W/out-clean" "$W/out-p" "$W/out-pclean" "$W/out-b2"
 kib_timed "$W/a.log" build --manifest "$W/a.json" --store "$STORE" --output-dir "$W/out-a"
 first=$SECS; first_rss=$RSS
 kib_timed "$W/b.log" build --manifest "$W/b.json" --store "$STORE" --output-dir "$W/out-b"
 edit=$SECS; edit_rss=$RSS
 # The same edit as a user types it: resolve and build in one command.
-rm -rf "$W/out-b2"
 kib_timed "$W/b2.log" build --blueprint "$W/b.toml" --store "$STORE" --output-dir "$W/out-b2" qcow2
 edit_cmd=$SECS; edit_cmd_rss=$RSS
 # One more package: the package tree grows from A's.
@@ -58,11 +57,12 @@ mkdir -p "$STORE/objects"
 [ -z "$BRKEY" ] || cp -a "$W/objects-kept/$BRKEY"* "$STORE/objects/"
 kib_timed "$W/clean.log" build --manifest "$W/b.json" --store "$STORE" --output-dir "$W/out-clean"
 clean=$SECS; clean_rss=$RSS
-rm -rf "$STORE/objects"; mkdir -p "$STORE/objects"
+trash "$STORE/objects"; mkdir -p "$STORE/objects"
 [ -z "$BRKEY" ] || cp -a "$W/objects-kept/$BRKEY"* "$STORE/objects/"
 KIB_GROW=off kib_timed "$W/pclean.log" build --manifest "$W/p.json" --store "$STORE" --output-dir "$W/out-pclean"
 pclean=$SECS; pclean_rss=$RSS
-rm -rf "$STORE/objects"; mv "$W/objects-kept" "$STORE/objects"
+trash "$STORE/objects"; mv "$W/objects-kept" "$STORE/objects"
+untrash
 
 same=identical
 cmp -s "$W/out-b/qcow2/disk.qcow2" "$W/out-clean/qcow2/disk.qcow2" || same=DIFFERENT

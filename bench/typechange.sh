@@ -20,9 +20,9 @@ TYPES="qcow2 raw vhd gce ami"
 for t in $TYPES; do "$KIB" manifest --blueprint "$W/bp.toml" "$t" > "$W/$t.json"; done
 # FRESH=1: start from an empty pipeline cache (the first qcow2 installs the
 # packages); else the store's pipelines are reused (say, bench/edit.sh's).
-[ "${FRESH:-0}" = 1 ] && rm -rf "$STORE/objects"
+[ "${FRESH:-0}" = 1 ] && trash "$STORE/objects"
 for t in $TYPES; do
-  rm -rf "$W/out-$t"
+  trash "$W/out-$t"
   kib_timed "$W/$t.log" build --manifest "$W/$t.json" --store "$STORE" --output-dir "$W/out-$t"
   comp=0
   for st in xz gce-tar; do comp=$(awk "BEGIN{print $comp + $(stage_secs "$W/$t.log" $st)}"); done
@@ -31,3 +31,4 @@ for t in $TYPES; do
     "$t" "$SECS" "$comp" "$(awk "BEGIN{print $SECS - $comp}")" "$RSS" "$ran"
 done
 for t in $TYPES; do echo "$t stages:"; stages "$W/$t.log"; done
+untrash
