@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kib-project/kib/internal/hostcmd"
 	"github.com/kib-project/kib/internal/stageopt"
@@ -55,9 +56,11 @@ func (o *Ext4) Run(ctx context.Context, env *Env) error {
 			args = append(args, "-L", o.Label)
 		}
 		args = append(args, "-d", src, disk, fmt.Sprintf("%dk", o.Size/1024))
+		start := time.Now()
 		if _, err := run(ctx, env, hostcmd.Cmd{Path: "mkfs.ext4", Args: args, Env: extra}); err != nil {
 			return fmt.Errorf("ext4: %w", err)
 		}
+		made := time.Now()
 		dev := fmt.Sprintf("%s?offset=%d", disk, o.Offset)
 		used, err := usedInodes(ctx, env, dev)
 		if err != nil {
@@ -89,7 +92,8 @@ func (o *Ext4) Run(ctx context.Context, env *Env) error {
 				return fmt.Errorf("ext4: normalizing inode times: debugfs: %s", strings.TrimSpace(line))
 			}
 		}
-		log.Info("ext4: inode times normalized", "inodes", len(used))
+		log.Info("ext4: inode times normalized", "inodes", len(used),
+			"mkfs", made.Sub(start).Round(time.Millisecond), "normalize", time.Since(made).Round(time.Millisecond))
 		return nil
 	})
 }

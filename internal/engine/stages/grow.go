@@ -332,8 +332,9 @@ func (f *treeFacts) growBlocker(deb string) (string, error) {
 // runs (unsafe io, SOURCE_DATE_EPOCH, LC_ALL=C), logging to a scratch
 // file: mmdebstrap removes dpkg's log from a reproducible tree. Then it
 // builds the initramfs anew with the clean build's hook. /proc, /sys,
-// /tmp and the helper directory are mounted in a private namespace; the
-// tree keeps none of them.
+// /tmp, /var/tmp (mkinitramfs's scratch tree, thousands of files, built in
+// memory as in the clean build) and the helper directory are mounted in a
+// private namespace; the tree keeps none of them.
 var growScript = `set -e
 t=$1 b=$2 k=$3; shift 3
 mount -t proc proc "$t/proc"
@@ -348,7 +349,9 @@ set -- "$t"
 ` + mountBuildDirHookArg + `
 PATH=` + buildDir + `:$PATH; export PATH
 for m in "$t"/lib/modules/*; do v=${m##*/}; [ ! -e "$t/boot/vmlinuz-$v" ] || [ ! -x "$t/usr/sbin/update-initramfs" ] || rm -f "$t/boot/initrd.img-$v"; done
+mount -t tmpfs -o mode=1777 kib-grow "$t/var/tmp"
 (` + initramfsHook + `)
+umount "$t/var/tmp"
 echo initramfs $(date +%s.%N) >> "$k"
 ` + unmountBuildDirHook + `
 umount "$t/sys" "$t/proc"
