@@ -50,11 +50,10 @@ import (
 // dpkg of the tree then installs them, with the same settings as in the
 // clean build, and the initramfs is built anew from the grown tree the way
 // the clean build's last step builds it, so whatever a new package adds
-// that the initramfs hooks look for is found. What is left differs from a
-// clean build only in what no image keeps: directory times (clamped to
-// SOURCE_DATE_EPOCH by every output) and dpkg's *-old backups (removed by
-// debian-finalize). TestGrowPackages builds both and compares.
-// KIB_GROW=off builds every package set clean.
+// that the initramfs hooks look for is found. settleTree then leaves the
+// grown tree what the clean build's is, bit for bit; TestBuildReproducible
+// and TestDiskImage build both and compare. KIB_GROW=off builds every
+// package set clean.
 
 // growRecordName is the store record of a package tree's set.
 const growRecordName = "mmdebstrap-packages"
@@ -346,7 +345,7 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$t" sh -c 'dpkg --force-unsafe-io --l
 umount "$t/tmp"
 echo dpkg $(date +%s.%N) >> "$k"
 set -- "$t"
-` + mountBuildDirHookArg + `
+` + fmt.Sprintf(mountBuildDirHook, "$b") + `
 PATH=` + buildDir + `:$PATH; export PATH
 for m in "$t"/lib/modules/*; do v=${m##*/}; [ ! -e "$t/boot/vmlinuz-$v" ] || [ ! -x "$t/usr/sbin/update-initramfs" ] || rm -f "$t/boot/initrd.img-$v"; done
 mount -t tmpfs -o mode=1777 kib-grow "$t/var/tmp"
@@ -356,9 +355,6 @@ echo initramfs $(date +%s.%N) >> "$k"
 ` + unmountBuildDirHook + `
 umount "$t/sys" "$t/proc"
 `
-
-// mountBuildDirHookArg is mountBuildDirHook with the helper directory in $b.
-const mountBuildDirHookArg = `mkdir -p "$1` + buildDir + `" && mount --bind "$b" "$1` + buildDir + `"`
 
 // grow installs the debs extra into a link of the tree base, in env.Tree.
 // It returns why it did not, having left env.Tree as it was, when a package
@@ -430,14 +426,10 @@ func growInstall(ctx context.Context, env *Env, paths []string) error {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	cmdEnv := append(env.BaseEnv(), "LC_ALL=C", "TMPDIR="+tmp)
-	if os.Getenv("KIB_INITRAMFS_FAST") == "off" {
-		cmdEnv = append(cmdEnv, "KIB_INITRAMFS_FAST=off")
-	}
 	marks := filepath.Join(env.Work, "grow-phases")
 	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", growScript, "grow", env.Tree, helpers, marks}, paths...)
 	start := time.Now()
-	if _, err := env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog, Env: cmdEnv}); err != nil {
+	if _, err := env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog, Env: dpkgEnv(env, tmp)}); err != nil {
 		return fmt.Errorf("installing the added packages: %w", err)
 	}
 	ran := time.Now()

@@ -144,17 +144,8 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	}
 	// Run in a private mount namespace: mounts mmdebstrap leaves behind when
 	// it fails or is killed vanish with the process.
-	// LC_ALL=C rather than BaseEnv's C.UTF-8: still the same on every
-	// host, and dpkg and the maintainer scripts ran 15-20 % slower in
-	// C.UTF-8 here (bench/tar.sh).
-	cmdEnv := append(env.BaseEnv(), "LC_ALL=C", "TMPDIR="+tmp)
-	if os.Getenv("KIB_INITRAMFS_FAST") == "off" {
-		// initramfs-tools' own hook-functions, for comparisons (the
-		// image is the same either way).
-		cmdEnv = append(cmdEnv, "KIB_INITRAMFS_FAST=off")
-	}
 	start := time.Now()
-	_, err = env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog, Env: cmdEnv})
+	_, err = env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog, Env: dpkgEnv(env, tmp)})
 	if err != nil {
 		return fmt.Errorf("mmdebstrap: %w", err)
 	}
@@ -168,6 +159,20 @@ func (m *Mmdebstrap) Run(ctx context.Context, env *Env) error {
 	logPhases(env.Log, "mmdebstrap", start, done, readMarks(marks, false),
 		readMarks(filepath.Join(helpers, "dpkg-status"), true), time.Since(done))
 	return m.record(env)
+}
+
+// dpkgEnv returns the environment dpkg, its maintainer scripts and
+// mkinitramfs run with, with TMPDIR tmp. LC_ALL=C rather than BaseEnv's
+// C.UTF-8: still the same on every host, and dpkg and the maintainer
+// scripts ran 15-20 % slower in C.UTF-8 here (bench/tar.sh).
+// KIB_INITRAMFS_FAST=off passes on (initramfs-tools' own hook-functions,
+// for comparisons; the image is the same either way).
+func dpkgEnv(env *Env, tmp string) []string {
+	e := append(env.BaseEnv(), "LC_ALL=C", "TMPDIR="+tmp)
+	if os.Getenv("KIB_INITRAMFS_FAST") == "off" {
+		e = append(e, "KIB_INITRAMFS_FAST=off")
+	}
+	return e
 }
 
 // realDebsHook links the real packages over their stubs in the pool, once

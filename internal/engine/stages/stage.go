@@ -76,7 +76,7 @@ type Env struct {
 
 // Record is what an output in the store keeps under a name.
 type Record struct {
-	// Tree is the output's tree (or file directory).
+	// Tree is the output's tree directory.
 	Tree string
 	Data []byte
 }
