@@ -16,6 +16,7 @@ import (
 
 	"github.com/kib-project/kib/internal/boottest"
 	"github.com/kib-project/kib/internal/buildinfo"
+	"github.com/kib-project/kib/internal/engine/stages"
 	"github.com/kib-project/kib/internal/kojimeta"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/store"
@@ -114,6 +115,7 @@ func TestDiskImage(t *testing.T) {
 	}
 	checkBuildInfoBoot(t, image, "hybrid")
 	checkGrownDisk(t, root, bootBlueprint)
+	checkVHD(t, root, bootBlueprint)
 	if _, err := kojimeta.ReadBuildInfo(image.Info); err != nil {
 		t.Errorf("kib koji import would reject %s: %v", image.Info, err)
 	}
@@ -182,6 +184,51 @@ func checkGrownDisk(t *testing.T, root, bp string) {
 	}
 	if sums[0] != sums[1] {
 		t.Errorf("disk.qcow2 with one more package: grown %s, clean %s", sums[0], sums[1])
+	}
+}
+
+// checkVHD builds the vhd of bp in store A under root, which holds bp's
+// qcow2 (a type change): the VHD must hold the raw disk as its first bytes,
+// the digest the stage took as it wrote it must be the file's sha256, and
+// a second export must give the same digest without hashing again.
+func checkVHD(t *testing.T, root, bp string) {
+	t.Helper()
+	for _, v := range []string{"KIB_INITRAMFS_FAST", "KIB_UNCOMPRESSED_DEBS", "KIB_STUB_EXTRACT", "KIB_BUILD_IN_MEMORY", "KIB_TREE_LINK", "KIB_GROW"} {
+		t.Setenv(v, "")
+	}
+	m := generateWith(t, "vhd", t.TempDir(), bp)
+	st, err := store.Open(filepath.Join(root, "storeA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums [2]string
+	for i := range sums {
+		e := &Engine{Store: st, Log: testLogger(t)}
+		arts, err := e.Build(context.Background(), m, Options{OutputDir: filepath.Join(root, fmt.Sprint("vhd-", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := arts[0]
+		if got := strings.Fields(run(t, "sha256sum", a.Path))[0]; got != a.SHA256 {
+			t.Fatalf("export %d: build-info sha256 %s, file's %s", i, a.SHA256, got)
+		}
+		sums[i] = a.SHA256
+		if i == 0 {
+			raw := rawDiskPath(t, st, m)
+			fi, _ := os.Stat(raw)
+			run(t, "cmp", "-n", fmt.Sprint(fi.Size()), raw, a.Path)
+			f, _ := os.Open(a.Path)
+			ft, err := stages.ReadVHDFooter(f)
+			f.Close()
+			if err != nil || ft.CurrentSize != uint64(fi.Size()) {
+				t.Fatalf("vhd footer %+v, %v; want the raw disk's size %d", ft, err, fi.Size())
+			}
+		}
+	}
+	keys, _ := Keys(m)
+	_, i := m.Pipeline("vpc")
+	if d := store.Digests(st.ObjectPath(keys[i]))["disk.vhd"]; d.SHA256 != sums[0] {
+		t.Errorf("the vpc object keeps digest %q, want %s", d.SHA256, sums[0])
 	}
 }
 

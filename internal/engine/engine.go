@@ -344,6 +344,14 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 			return out, nil
 		},
 	}
+	// The digests of the files the last stage hashed as it wrote them.
+	var digests map[string]string
+	env.Digest = func(file, sum string) {
+		if digests == nil {
+			digests = map[string]string{}
+		}
+		digests[file] = sum
+	}
 	if env.ToolLog == nil {
 		env.ToolLog = io.Discard
 	}
@@ -362,6 +370,9 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 		}
 		if d := time.Since(start); d >= time.Millisecond {
 			env.Log.Info("pipeline finished", "duration", d.Round(time.Millisecond))
+		}
+		if err == nil && len(digests) > 0 {
+			err = keepDigests(dir, out, digests)
 		}
 	}()
 	if p.Build != "" {
@@ -391,6 +402,7 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 			e.Progress.Step(step, total, fmt.Sprintf("pipeline %s: %s (%d/%d)", p.Name, st.Type, j+1, len(p.Stages)))
 		}
 		start := time.Now()
+		digests = nil // an earlier stage's files may change in this one
 		if err := s.Run(ctx, env); err != nil {
 			return fmt.Errorf("stage %d (%s): %w", j, st.Type, err)
 		}
@@ -400,6 +412,20 @@ func (e *Engine) runPipeline(ctx context.Context, m *manifest.Manifest, p *manif
 		env.Log.Info("stage done", "stage", st.Type, "index", j, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// keepDigests records, with the object being built in dir, the sha256 of
+// files in its output directory out, each with the file's size and time now.
+func keepDigests(dir, out string, sums map[string]string) error {
+	ds := make(map[string]store.Digest, len(sums))
+	for name, sum := range sums {
+		fi, err := os.Stat(filepath.Join(out, name))
+		if err != nil {
+			return fmt.Errorf("digest of %s: %w", name, err)
+		}
+		ds[name] = store.NewDigest(sum, fi)
+	}
+	return store.AddDigests(dir, ds)
 }
 
 // fetch makes sure every deb is in the store, verified, and returns their

@@ -8,10 +8,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kib-project/kib/internal/manifest"
+	"github.com/kib-project/kib/internal/store"
 )
 
 func loadManifest(t *testing.T) *manifest.Manifest {
@@ -72,7 +75,7 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-func TestCopySparse(t *testing.T) {
+func TestCopyFile(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	f, _ := os.Create(src)
@@ -84,17 +87,22 @@ func TestCopySparse(t *testing.T) {
 	want, _ := os.ReadFile(src)
 	wantSum := sha256.Sum256(want)
 
-	dst := filepath.Join(dir, "dst")
-	sum, size, err := copyFile(context.Background(), src, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := os.ReadFile(dst)
-	if !bytes.Equal(got, want) || size != int64(len(want)) || sum != hex.EncodeToString(wantSum[:]) {
-		t.Fatalf("copy differs: size %d, sum %s", size, sum)
-	}
-	if blocks := statBlocks(t, dst); blocks*512 > 8<<20 {
-		t.Errorf("copy uses %d bytes on disk for 1 MiB of data: holes were filled", blocks*512)
+	for _, withSum := range []bool{true, false} {
+		dst := filepath.Join(dir, "dst-"+strconv.FormatBool(withSum))
+		sum, size, err := copyFile(context.Background(), src, dst, withSum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(dst)
+		if !bytes.Equal(got, want) || size != int64(len(want)) {
+			t.Fatalf("copy differs: size %d", size)
+		}
+		if withSum && sum != hex.EncodeToString(wantSum[:]) || !withSum && sum != "" {
+			t.Errorf("sum %q (asked: %v)", sum, withSum)
+		}
+		if blocks := statBlocks(t, dst); blocks*512 > 8<<20 {
+			t.Errorf("copy uses %d bytes on disk for 1 MiB of data: holes were filled", blocks*512)
+		}
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, ".kib-tmp-*"))
 	if len(left) != 0 {
@@ -155,25 +163,40 @@ func TestKeysBuildRoot(t *testing.T) {
 	}
 }
 
-// BenchmarkCopySparse exports a 1 GiB disk image with 256 MiB of data in
-// runs between holes, as export copies images out of the store.
-func BenchmarkCopySparse(b *testing.B) {
-	dir := b.TempDir()
-	src := filepath.Join(dir, "src")
-	f, err := os.Create(src)
-	if err != nil {
-		b.Fatal(err)
+// TestCopyOutDigest checks that export takes the digest an object keeps for
+// its file while the file is unchanged, hashes the file when it has none or
+// the file changed, and keeps what it hashed.
+func TestCopyOutDigest(t *testing.T) {
+	obj := t.TempDir()
+	out := filepath.Join(obj, "out")
+	os.Mkdir(out, 0o755)
+	src := filepath.Join(out, "disk.vhd")
+	os.WriteFile(src, []byte("the disk"), 0o644)
+	real := sha256.Sum256([]byte("the disk"))
+	realHex := hex.EncodeToString(real[:])
+	dst := filepath.Join(t.TempDir(), "disk.vhd")
+	e := &Engine{}
+
+	sum, size, err := e.copyOut(context.Background(), out, "disk.vhd", dst)
+	if err != nil || sum != realHex || size != 8 {
+		t.Fatalf("no digest kept: sum %s size %d err %v; want the file's", sum, size, err)
 	}
-	f.Truncate(1 << 30)
-	run := bytes.Repeat([]byte{0x5a}, 16<<20)
-	for i := range 16 {
-		f.WriteAt(run, int64(i)*64<<20)
+	if d := store.Digests(obj)["disk.vhd"]; d.SHA256 != realHex {
+		t.Fatalf("export kept digest %q, want %s", d.SHA256, realHex)
 	}
-	f.Close()
-	b.SetBytes(1 << 30)
-	for b.Loop() {
-		if _, _, err := copyFile(context.Background(), src, filepath.Join(dir, "dst")); err != nil {
-			b.Fatal(err)
-		}
+	// A kept digest is taken as it is: plant one to see it used.
+	fi, _ := os.Stat(src)
+	planted := strings.Repeat("ab", 32)
+	store.AddDigests(obj, map[string]store.Digest{"disk.vhd": store.NewDigest(planted, fi)})
+	if sum, _, _ := e.copyOut(context.Background(), out, "disk.vhd", dst); sum != planted {
+		t.Fatalf("sum %s: the kept digest was not used", sum)
+	}
+	// The file changed since: hashed again.
+	os.Chtimes(src, time.Time{}, fi.ModTime().Add(time.Second))
+	if sum, _, _ := e.copyOut(context.Background(), out, "disk.vhd", dst); sum != realHex {
+		t.Fatalf("sum %s of a changed file: the stale digest was used", sum)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "the disk" {
+		t.Errorf("copy holds %q", got)
 	}
 }

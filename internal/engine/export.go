@@ -5,17 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kib-project/kib/internal/buildinfo"
 	"github.com/kib-project/kib/internal/manifest"
 	"github.com/kib-project/kib/internal/sbom"
+	"github.com/kib-project/kib/internal/sparse"
+	"github.com/kib-project/kib/internal/store"
 	"github.com/kib-project/kib/internal/version"
 )
 
@@ -35,7 +34,7 @@ func (e *Engine) export(ctx context.Context, m *manifest.Manifest, ex manifest.E
 		return Artifact{}, err
 	}
 	a := Artifact{Export: ex, Path: filepath.Join(dir, ex.Filename)}
-	sum, size, err := copyFile(ctx, filepath.Join(srcDir, ex.Filename), a.Path)
+	sum, size, err := e.copyOut(ctx, srcDir, ex.Filename, a.Path)
 	if err != nil {
 		return Artifact{}, err
 	}
@@ -85,6 +84,33 @@ func (e *Engine) export(ctx context.Context, m *manifest.Manifest, ex manifest.E
 	return a, nil
 }
 
+// copyOut copies the file name of a store object's output directory srcDir
+// to dst and returns its sha256 and size. The object keeps the file's digest
+// (taken as a stage wrote it, or by an earlier export) while the file keeps
+// its size and time; else the copy hashes the file, and the object keeps
+// the digest for the next export.
+func (e *Engine) copyOut(ctx context.Context, srcDir, name, dst string) (string, int64, error) {
+	src := filepath.Join(srcDir, name)
+	fi, err := os.Stat(src)
+	if err != nil {
+		return "", 0, err
+	}
+	obj := filepath.Dir(srcDir)
+	known, ok := store.Digests(obj)[name]
+	ok = ok && known.Matches(fi)
+	sum, size, err := copyFile(ctx, src, dst, !ok)
+	if err != nil {
+		return "", 0, err
+	}
+	if ok {
+		return known.SHA256, size, nil
+	}
+	if err := store.AddDigests(obj, map[string]store.Digest{name: store.NewDigest(sum, fi)}); err != nil {
+		e.log().Warn("export: the store keeps no digest of the file; the next export hashes it again", "file", src, "err", err)
+	}
+	return sum, size, nil
+}
+
 func writeAtomic(path string, data []byte) error {
 	tmp := filepath.Join(filepath.Dir(path), ".kib-tmp-"+filepath.Base(path))
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
@@ -95,8 +121,8 @@ func writeAtomic(path string, data []byte) error {
 }
 
 // copyFile copies src to dst (through a temporary name), keeping holes, and
-// returns the sha256 and size of the content.
-func copyFile(ctx context.Context, src, dst string) (string, int64, error) {
+// returns the size of the content and, when withSum is set, its sha256.
+func copyFile(ctx context.Context, src, dst string, withSum bool) (string, int64, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return "", 0, err
@@ -118,8 +144,13 @@ func copyFile(ctx context.Context, src, dst string) (string, int64, error) {
 			os.Remove(tmp)
 		}
 	}()
-	h := sha256.New()
-	if err := copySparse(ctx, in, out, st.Size(), h); err != nil {
+	var h hash.Hash
+	var w io.Writer
+	if withSum {
+		h = sha256.New()
+		w = h
+	}
+	if err := sparse.Copy(ctx, out, in, st.Size(), w); err != nil {
 		return "", 0, err
 	}
 	if err := out.Close(); err != nil {
@@ -129,83 +160,8 @@ func copyFile(ctx context.Context, src, dst string) (string, int64, error) {
 		return "", 0, err
 	}
 	ok = true
+	if h == nil {
+		return "", st.Size(), nil
+	}
 	return hex.EncodeToString(h.Sum(nil)), st.Size(), nil
-}
-
-var zeros = make([]byte, 1<<20)
-
-// copySparse copies the data regions of in to out, leaving holes as holes,
-// and feeds every byte (holes as zeros) to h. Hashing runs on a goroutine of
-// its own, a few buffers behind the copy: hashing a 4 GiB image takes
-// seconds, and the copy's reads and writes need not wait for it.
-func copySparse(ctx context.Context, in, out *os.File, size int64, h io.Writer) error {
-	const bufs, bufSize = 4, 4 << 20
-	type chunk struct {
-		b      []byte
-		pooled bool
-	}
-	free := make(chan []byte, bufs)
-	for range bufs {
-		free <- make([]byte, bufSize)
-	}
-	work := make(chan chunk, bufs)
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		for c := range work {
-			h.Write(c.b)
-			if c.pooled {
-				free <- c.b[:cap(c.b)]
-			}
-		}
-	}()
-	defer func() {
-		close(work)
-		<-hashed
-	}()
-	var off int64
-	for off < size {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
-		if err != nil {
-			if errors.Is(err, unix.ENXIO) { // only a hole remains
-				data = size
-			} else {
-				data = off // no SEEK_DATA support: copy everything
-			}
-		}
-		for off < data {
-			n := min(int64(len(zeros)), data-off)
-			work <- chunk{b: zeros[:n]}
-			off += n
-		}
-		if off >= size {
-			break
-		}
-		hole, err := unix.Seek(int(in.Fd()), off, unix.SEEK_HOLE)
-		if err != nil {
-			hole = size
-		}
-		for off < hole {
-			buf := <-free
-			n := min(int64(len(buf)), hole-off)
-			r, err := in.ReadAt(buf[:n], off)
-			if r > 0 {
-				if _, err := out.WriteAt(buf[:r], off); err != nil {
-					free <- buf
-					return err
-				}
-				work <- chunk{b: buf[:r], pooled: true}
-				off += int64(r)
-			} else {
-				free <- buf
-			}
-			if err != nil && !(errors.Is(err, io.EOF) && r > 0) {
-				return fmt.Errorf("reading %s: %w", in.Name(), err)
-			}
-		}
-	}
-	return out.Truncate(size)
 }

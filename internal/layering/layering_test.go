@@ -37,7 +37,7 @@ var rank = map[string]int{
 
 	// leaves
 	"internal/store": 0, "internal/hostcmd": 0, "internal/redact": 0, "internal/version": 0,
-	"internal/progress": 0, "internal/adler": 0, "internal/debindex": 0, "internal/fetch": 0, "internal/buildinfo": 0, "internal/debtest": 0,
+	"internal/progress": 0, "internal/adler": 0, "internal/sparse": 0, "internal/debindex": 0, "internal/fetch": 0, "internal/buildinfo": 0, "internal/debtest": 0,
 	"internal/layering": 0, "internal/stageopt": 0, "api": 0, "distros": 0,
 }
 

@@ -24,7 +24,12 @@ func (o *GrubBIOS) Tools() []string { return []string{"grub-mkimage"} }
 func (o *SystemdBoot) Tools() []string { return []string{"mmd", "mcopy", "mdir"} }
 
 // Tools lists the host tools the stage runs.
-func (o *QemuImg) Tools() []string { return []string{"qemu-img"} }
+func (o *QemuImg) Tools() []string {
+	if o.Format == "vpc" {
+		return nil // kib writes fixed VHDs itself
+	}
+	return []string{"qemu-img"}
+}
 
 // Tools lists the host tools the stage runs.
 func (o *XZ) Tools() []string { return []string{"xz"} }

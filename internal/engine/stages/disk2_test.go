@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kib-project/kib/internal/sparse"
 	"github.com/kib-project/kib/internal/stageopt"
 )
 
@@ -649,4 +650,103 @@ func BenchmarkXZ(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestQemuImgVPC checks that kib's fixed VHD is, byte for byte, what
+// qemu-img convert -O vpc -o subformat=fixed,force_size=on makes of the same
+// raw disk, but for the footer's time stamp, UUID and checksum (kib sets
+// the first two, so the third follows), and that the digest it hands the
+// engine is the file's.
+func TestQemuImgVPC(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		size int64
+		data map[int64]string
+	}{
+		{"padded to a MiB", 3*MiB + 4096, map[int64]string{0: "head", 3*MiB + 4000: "tail"}},
+		{"whole MiBs", 8 * MiB, map[int64]string{MiB: "a", 8*MiB - 1: "z"}},
+		{"1 GiB, mostly holes", 1 << 30, map[int64]string{0: "mbr", 600 * MiB: "middle", 1<<30 - 512: "gpt"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newEnv(t)
+			raw := filepath.Join(env.Out, "in.raw")
+			f, err := os.Create(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Truncate(tt.size)
+			for off, s := range tt.data {
+				f.WriteAt(bytes.Repeat([]byte(s), 100)[:min(int64(100*len(s)), tt.size-off)], off)
+			}
+			f.Close()
+			digests := map[string]string{}
+			env.Digest = func(file, sum string) { digests[file] = sum }
+			uuid := stageopt.UUIDFromSeed(7, "vhd")
+			runStage(t, env, "qemu-img", &QemuImg{Conversion: stageopt.Conversion{InputFilename: "in.raw", Filename: "disk.vhd"}, Format: "vpc", UUID: uuid})
+			got := filepath.Join(env.Out, "disk.vhd")
+
+			want := filepath.Join(t.TempDir(), "qemu.vhd")
+			size := (tt.size + MiB - 1) / MiB * MiB
+			cmdOut(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=fixed,force_size=on", want, fmt.Sprint(size))
+			cmdOut(t, "qemu-img", "convert", "-n", "--target-is-zero", "-f", "raw", "-O", "vpc", raw, want)
+
+			if sum := fileSHA(t, got); digests["disk.vhd"] != sum {
+				t.Errorf("digest handed to the engine %q, file's sha256 %s", digests["disk.vhd"], sum)
+			}
+			gf, _ := os.Open(got)
+			defer gf.Close()
+			wf, _ := os.Open(want)
+			defer wf.Close()
+			gi, _ := gf.Stat()
+			wi, _ := wf.Stat()
+			if gi.Size() != wi.Size() {
+				t.Fatalf("kib's VHD is %d bytes, qemu-img's %d", gi.Size(), wi.Size())
+			}
+			// Outside both files' data regions both read as zeros.
+			for _, name := range []string{got, want} {
+				if a := allocated(t, name); a > 4*MiB {
+					t.Errorf("%s allocates %d bytes", filepath.Base(name), a)
+				}
+			}
+			ge, err := sparse.Data(gf, gi.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			we, err := sparse.Data(wf, wi.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range append(ge, we...) {
+				e.End = min(e.End, gi.Size()-512) // the footers are compared below
+				if e.End <= e.Start {
+					continue
+				}
+				gb, wb := make([]byte, e.End-e.Start), make([]byte, e.End-e.Start)
+				gf.ReadAt(gb, e.Start)
+				wf.ReadAt(wb, e.Start)
+				if !bytes.Equal(gb, wb) {
+					t.Fatalf("kib's VHD differs from qemu-img's in [%d, %d)", e.Start, e.End)
+				}
+			}
+			gft, err := ReadVHDFooter(gf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wft, err := ReadVHDFooter(wf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gft.Timestamp != testSDE-vhdEpoch {
+				t.Errorf("time stamp %d, want %d", gft.Timestamp, testSDE-vhdEpoch)
+			}
+			if u := fmt.Sprintf("%x-%x-%x-%x-%x", gft.UUID[0:4], gft.UUID[4:6], gft.UUID[6:8], gft.UUID[8:10], gft.UUID[10:]); u != uuid {
+				t.Errorf("uuid %s, want %s", u, uuid)
+			}
+			gft.Timestamp, gft.UUID, gft.Checksum = 0, [16]byte{}, 0
+			wft.Timestamp, wft.UUID, wft.Checksum = 0, [16]byte{}, 0
+			if *gft != *wft {
+				t.Errorf("footer differs from qemu-img's:\n kib  %+v\n qemu %+v", gft, wft)
+			}
+		})
+	}
 }

@@ -70,6 +70,12 @@ type Env struct {
 	// Records, if set, returns what the store's complete outputs keep
 	// under name (see Record).
 	Records func(name string) ([]Record, error)
+	// Digest, if set, takes the sha256 (hex) of a file the stage wrote in
+	// Out, under its name there, when the stage hashed it while writing it:
+	// export then need not read the file again. The engine keeps the
+	// digests of the pipeline's last stage only, as an earlier stage's file
+	// may change after it.
+	Digest func(file, sha256 string)
 
 	ends []func(ctx context.Context, failed bool) error
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kib-project/kib/internal/sparse"
 	"github.com/kib-project/kib/internal/stageopt"
 )
 
@@ -341,60 +341,24 @@ func copyFileData(from, to string, st *syscall.Stat_t) (int64, error) {
 	var copied int64
 	if st.Blocks*512 < size {
 		// Fewer blocks than bytes: sparse. Copy the data extents only.
-		var off int64
-		for off < size {
-			data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
-			if errors.Is(err, unix.ENXIO) {
-				break // only a hole remains
-			} else if err != nil {
-				data = off // no SEEK_DATA: copy the rest
-			}
-			hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
-			if err != nil {
-				hole = size
-			}
-			if err := copyRange(in, out, data, hole-data); err != nil {
+		ext, err := sparse.Data(in, size)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range ext {
+			if err := sparse.CopyRange(out, in, e.Start, e.End-e.Start); err != nil {
 				return copied, err
 			}
-			copied += hole - data
-			off = hole
+			copied += e.End - e.Start
 		}
 		if err := out.Truncate(size); err != nil {
 			return copied, err
 		}
 	} else if size > 0 {
-		if err := copyRange(in, out, 0, size); err != nil {
+		if err := sparse.CopyRange(out, in, 0, size); err != nil {
 			return copied, err
 		}
 		copied = size
 	}
 	return copied, out.Close()
-}
-
-// copyRange copies n bytes at off from in to the same offset of out, in the
-// kernel when it can (copy_file_range), else through a buffer.
-func copyRange(in, out *os.File, off, n int64) error {
-	roff, woff := off, off
-	for n > 0 {
-		w, err := unix.CopyFileRange(int(in.Fd()), &roff, int(out.Fd()), &woff, int(min(n, 1<<30)), 0)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-				return copyRangeBuffered(in, out, roff, woff, n)
-			}
-			return err
-		}
-		if w == 0 {
-			return fmt.Errorf("%s: file shrank while copying", in.Name())
-		}
-		n -= int64(w)
-	}
-	return nil
-}
-
-func copyRangeBuffered(in, out *os.File, roff, woff, n int64) error {
-	_, err := io.Copy(io.NewOffsetWriter(out, woff), io.NewSectionReader(in, roff, n))
-	return err
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/pageblob"
-	"golang.org/x/sys/unix"
 
+	"github.com/kib-project/kib/internal/sparse"
 	"github.com/kib-project/kib/internal/upload"
 )
 
@@ -279,28 +279,15 @@ func overlaps(ex []extent, start, end int64) bool {
 	return false
 }
 
-// dataExtents lists the file's data regions with SEEK_DATA/SEEK_HOLE. A
-// file system without them reports the whole file as data.
+// dataExtents lists the file's data regions (sparse.Data).
 func dataExtents(f *os.File, size int64) ([]extent, error) {
-	fd := int(f.Fd())
-	var out []extent
-	for off := int64(0); off < size; {
-		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // no data after off
-		}
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-			return []extent{{0, size}}, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("SEEK_DATA on %s: %w", f.Name(), err)
-		}
-		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, fmt.Errorf("SEEK_HOLE on %s: %w", f.Name(), err)
-		}
-		out = append(out, extent{start, end})
-		off = end
+	ext, err := sparse.Data(f, size)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]extent, len(ext))
+	for i, e := range ext {
+		out[i] = extent{e.Start, e.End}
 	}
 	return out, nil
 }
