@@ -3,6 +3,7 @@
 # Source it; it defines functions only.
 
 now() { date +%s.%N; }
+. "$(dirname "${BASH_SOURCE[0]}")/memory.sh"
 
 # quiet: each timed build starts on a disk that has written back the one
 # before it (issue 13 measures on a quiet machine); QUIET=0 runs them back

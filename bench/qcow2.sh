@@ -17,6 +17,7 @@ W=${BENCH_DIR:-/var/tmp/kib-bench-qcow2}
 SIZE_MIB=4096
 mkdir -p "$W"
 . bench/lib.sh
+. bench/memory.sh
 go build -o "$W/kib" ./cmd/kib
 go build -o "$W/boottime" ./bench/boottime
 KIB="$W/kib"
@@ -103,6 +104,7 @@ kib_warm() {
 # before it (the issue measures on a quiet machine); QUIET=0 runs them back
 # to back, where the write-back of one slows the next.
 quiet() { [ "${QUIET:-1}" = 0 ] || sync; }
+warm_memory
 tk=0; tp=0; tw=0; tbc=0; tbk=0; tf=0
 for r in $(seq "$ROUNDS"); do
   timed() { "$@" clear; quiet; local s; s=$(now); "$@" build; T=$(el "$s" "$(now)"); }

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 W=${BENCH_DIR:-/var/tmp/speed-cache/typechange}
 mkdir -p "$W"
 . bench/cachelib.sh
+warm_memory
 go build -o "$W/kib" ./cmd/kib
 KIB="$W/kib"
 STORE=${STORE:-$W/store}
