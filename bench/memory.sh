@@ -10,7 +10,12 @@
 # in each run. A builder that has run for a while has touched all of its
 # memory (the page cache fills it), so the bench measures that state, for
 # kib and the plain pipeline alike: it fills a tmpfs with the free memory
-# less 1 GiB (the page cache stays) and removes it.
+# less 1 GiB (the page cache stays) and removes it. It helps for a while
+# only: these VMs run DAMON with a "pageout" scheme
+# (/sys/kernel/mm/damon/admin/kdamonds/0: memory idle for 60 s is paged
+# out, up to 128 MiB/s, and goes back to the host), so the store's page
+# cache drops between builds and new pages cost the first touch again;
+# the figures still move by a fifth between runs.
 warm_memory() {
   [ "${WARM:-1}" = 0 ] && return 0
   local free mib d
