@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 )
 
@@ -35,7 +34,7 @@ func (d Digest) Matches(fi fs.FileInfo) bool {
 // Digests returns the digests the object in dir keeps, by file name; none
 // when it keeps none or the record cannot be read.
 func Digests(dir string) map[string]Digest {
-	data, err := os.ReadFile(filepath.Join(dir, "records", digestsRecord))
+	data, err := ReadRecord(dir, digestsRecord)
 	if err != nil {
 		return nil
 	}
@@ -47,8 +46,7 @@ func Digests(dir string) map[string]Digest {
 }
 
 // AddDigests adds ds to the digests the object in dir keeps (an object being
-// built or a complete one), replacing the record as a whole, so readers see
-// the old record or the new one.
+// built or a complete one).
 func AddDigests(dir string, ds map[string]Digest) error {
 	m := Digests(dir)
 	if m == nil {
@@ -64,31 +62,5 @@ func AddDigests(dir string, ds map[string]Digest) error {
 	if err != nil {
 		return err
 	}
-	rdir := filepath.Join(dir, "records")
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(rdir, "."+digestsRecord+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(rdir, digestsRecord)); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
+	return WriteRecord(dir, digestsRecord, data)
 }

@@ -376,15 +376,40 @@ func unescapeMountPath(s string) string {
 // recordNameRE is what a record's name may be.
 var recordNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
-// WriteRecord writes the record name of the object being built in dir.
+// WriteRecord writes the record name of the object in dir, being built or
+// complete; it replaces the record as a whole, so a reader sees the old
+// record or the new one.
 func WriteRecord(dir, name string, data []byte) error {
 	if !recordNameRE.MatchString(name) {
 		return fmt.Errorf("store: record name %q: lower-case letters, digits and dashes only", name)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "records"), 0o755); err != nil {
+	rdir := filepath.Join(dir, "records")
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "records", name), data, 0o644)
+	tmp, err := os.CreateTemp(rdir, "."+name+".*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(rdir, name))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// ReadRecord returns the record name of the object in dir.
+func ReadRecord(dir, name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(dir, "records", name))
 }
 
 // Record is a record of a complete object.
@@ -410,7 +435,7 @@ func (s *Store) Records(name string) ([]Record, error) {
 		if !keyRE.MatchString(filepath.Base(obj)) || !s.HasObject(filepath.Base(obj)) {
 			continue
 		}
-		data, err := os.ReadFile(p)
+		data, err := ReadRecord(obj, name)
 		if err != nil {
 			if os.IsNotExist(err) {
 				continue // removed meanwhile
