@@ -17,7 +17,7 @@ W=${BENCH_DIR:-/var/tmp/kib-bench-qcow2}
 SIZE_MIB=4096
 mkdir -p "$W"
 . bench/lib.sh
-. bench/memory.sh
+. bench/cachelib.sh
 go build -o "$W/kib" ./cmd/kib
 go build -o "$W/boottime" ./bench/boottime
 KIB="$W/kib"
@@ -32,9 +32,8 @@ sed '/^build_root:/,/^  alternatives:/d' distros/debian-12.yaml > "$W/defs/debia
 STORE="$W/store"
 # The warm-ups start from an empty pipeline cache (the packages' copies
 # stay), so that the build root's key is in the second one's log.
-# trash PATH...: moves each PATH to $W/trash, removed at the end (see
-# "clear" below).
-trash() { mkdir -p "$W/trash"; local p; for p in "$@"; do [ ! -e "$p" ] || mv "$p" "$(mktemp -d "$W/trash/XXXXXX")/"; done; }
+# trash PATH... (bench/cachelib.sh) moves each PATH to $W/trash, removed
+# at the end (see "clear" below).
 for o in "$STORE"/objects/*; do [ -e "$o/deb" ] || trash "$o"; done
 "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/warmup" >/dev/null 2>&1
 "$KIB" build --manifest "$W/manifest-br.json" --store "$STORE" --output-dir "$W/warmup-br" 2> "$W/kib-br-warmup.log" >/dev/null
@@ -100,10 +99,8 @@ kib_warm() {
   "$KIB" build --manifest "$W/manifest.json" --store "$STORE" --output-dir "$W/out2" >/dev/null 2>&1
 }
 
-# quiet (as in bench/cachelib.sh): each timed build starts on a disk that has written back the one
-# before it (the issue measures on a quiet machine); QUIET=0 runs them back
-# to back, where the write-back of one slows the next.
-quiet() { [ "${QUIET:-1}" = 0 ] || sync; }
+# quiet (bench/cachelib.sh): each timed build starts on a disk that has
+# written back the one before it; QUIET=0 runs them back to back.
 warm_memory
 tk=0; tp=0; tw=0; tbc=0; tbk=0; tf=0
 for r in $(seq "$ROUNDS"); do
@@ -120,7 +117,7 @@ for r in $(seq "$ROUNDS"); do
   tk=$(awk "BEGIN{print $tk + $k}"); tp=$(awk "BEGIN{print $tp + $p}"); tw=$(awk "BEGIN{print $tw + $w}")
   tbk=$(awk "BEGIN{print $tbk + $bk}"); tbc=$(awk "BEGIN{print $tbc + $bc}")
 done
-rm -rf "$W/trash"
+untrash
 cmp -s "$W/out-br/qcow2/disk.qcow2" "$W/warmup-br/qcow2/disk.qcow2" || echo "WARNING: the build-root images differ between runs"
 printf 'build root: cached %.3fx of kib cold with host tools, cold %.3fx; the build root itself: %s (cold, last round)\n' \
   "$(awk "BEGIN{print $tbk / $tk}")" "$(awk "BEGIN{print $tbc / $tk}")" \
