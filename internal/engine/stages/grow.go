@@ -214,15 +214,16 @@ func readTreeFacts(tree string) (*treeFacts, error) {
 }
 
 // growBlocker returns why the package at deb cannot be installed on the
-// tree the way a clean build would have it, or "".
-func (f *treeFacts) growBlocker(deb string) (string, error) {
+// tree the way a clean build would have it, or "" and the paths of the
+// package's files and directories that the tree does not have.
+func (f *treeFacts) growBlocker(deb string) (why string, added []string, err error) {
 	members, err := readArMembers(deb)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	file, err := os.Open(deb)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer file.Close()
 	member := func(m arMember) (*tar.Reader, func(), error) {
@@ -234,7 +235,7 @@ func (f *treeFacts) growBlocker(deb string) (string, error) {
 	}
 	ctl, done, err := member(members[1])
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var control []byte
 	for {
@@ -244,19 +245,19 @@ func (f *treeFacts) growBlocker(deb string) (string, error) {
 		}
 		if err != nil {
 			done()
-			return "", fmt.Errorf("control.tar: %w", err)
+			return "", nil, fmt.Errorf("control.tar: %w", err)
 		}
 		switch name := path.Clean(h.Name); name {
 		case ".":
 		case "control":
 			if control, err = io.ReadAll(io.LimitReader(ctl, 1<<20)); err != nil {
 				done()
-				return "", err
+				return "", nil, err
 			}
 		case "md5sums":
 		default:
 			done()
-			return fmt.Sprintf("it has a control file %s (maintainer scripts, triggers, conffiles and templates run or change things)", name), nil
+			return fmt.Sprintf("it has a control file %s (maintainer scripts, triggers, conffiles and templates run or change things)", name), nil, nil
 		}
 	}
 	done()
@@ -272,56 +273,57 @@ func (f *treeFacts) growBlocker(deb string) (string, error) {
 			name = value
 		case "essential":
 			if value == "yes" {
-				return "it is Essential", nil
+				return "it is Essential", nil, nil
 			}
 		case "conflicts", "breaks", "replaces", "provides":
-			return fmt.Sprintf("its control file declares %s", field), nil
+			return fmt.Sprintf("its control file declares %s", field), nil, nil
 		}
 	}
 	if name == "" {
-		return "", fmt.Errorf("control file: no Package field")
+		return "", nil, fmt.Errorf("control file: no Package field")
 	}
 	if f.installed[name] {
-		return fmt.Sprintf("dpkg's status of the tree already names %s", name), nil
+		return fmt.Sprintf("dpkg's status of the tree already names %s", name), nil, nil
 	}
 	data, done, err := member(members[2])
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer done()
 	for {
 		h, err := data.Next()
 		if err == io.EOF {
-			return "", nil
+			return "", added, nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("data.tar: %w", err)
+			return "", nil, fmt.Errorf("data.tar: %w", err)
 		}
 		p := path.Clean("/" + h.Name)
 		if p == "/" {
 			continue
 		}
 		if f.diverted[p] || f.overrides[p] {
-			return fmt.Sprintf("%s is diverted or has a stat override in the tree", p), nil
+			return fmt.Sprintf("%s is diverted or has a stat override in the tree", p), nil, nil
 		}
 		for _, t := range f.triggers {
 			if p == t || strings.HasPrefix(p, t+"/") {
-				return fmt.Sprintf("%s is under %s, which an installed package has a file trigger on", p, t), nil
+				return fmt.Sprintf("%s is under %s, which an installed package has a file trigger on", p, t), nil, nil
 			}
 		}
 		var st syscall.Stat_t
 		err = syscall.Lstat(filepath.Join(f.tree, p), &st)
 		if os.IsNotExist(err) || err == syscall.ENOENT {
+			added = append(added, p)
 			continue
 		}
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if h.Typeflag != tar.TypeDir || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
-			return fmt.Sprintf("%s is in the tree already", p), nil
+			return fmt.Sprintf("%s is in the tree already", p), nil, nil
 		}
 		if int64(st.Mode&0o7777) != h.Mode&0o7777 || int(st.Uid) != h.Uid || int(st.Gid) != h.Gid {
-			return fmt.Sprintf("directory %s has another owner or mode in the tree", p), nil
+			return fmt.Sprintf("directory %s has another owner or mode in the tree", p), nil, nil
 		}
 	}
 }
@@ -329,13 +331,14 @@ func (f *treeFacts) growBlocker(deb string) (string, error) {
 // growScript installs the packages given as arguments (paths outside the
 // tree) into the tree $1 with its own dpkg, as the clean build's dpkg
 // runs (unsafe io, SOURCE_DATE_EPOCH, LC_ALL=C), logging to a scratch
-// file: mmdebstrap removes dpkg's log from a reproducible tree. Then it
-// builds the initramfs anew with the clean build's hook. /proc, /sys,
+// file: mmdebstrap removes dpkg's log from a reproducible tree. Then, when
+// $4 is "rebuild", it builds the initramfs anew with the clean build's
+// hook; else the tree keeps the smaller tree's (grow_initramfs.go). /proc, /sys,
 // /tmp, /var/tmp (mkinitramfs's scratch tree, thousands of files, built in
 // memory as in the clean build) and the helper directory are mounted in a
 // private namespace; the tree keeps none of them.
 var growScript = `set -e
-t=$1 b=$2 k=$3; shift 3
+t=$1 b=$2 k=$3 r=$4; shift 4
 mount -t proc proc "$t/proc"
 mount -t sysfs sysfs "$t/sys"
 mount -t tmpfs -o mode=1777 kib-grow "$t/tmp"
@@ -344,6 +347,7 @@ i=0; for d in "$@"; do i=$((i+1)); cp "$d" "$t/tmp/debs/$i.deb"; done
 PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$t" sh -c 'dpkg --force-unsafe-io --log=/tmp/dpkg.log --install /tmp/debs/*.deb' >&2
 umount "$t/tmp"
 echo dpkg $(date +%s.%N) >> "$k"
+if [ "$r" = rebuild ]; then
 set -- "$t"
 ` + fmt.Sprintf(mountBuildDirHook, "$b") + `
 PATH=` + buildDir + `:$PATH; export PATH
@@ -353,6 +357,7 @@ mount -t tmpfs -o mode=1777 kib-grow "$t/var/tmp"
 umount "$t/var/tmp"
 echo initramfs $(date +%s.%N) >> "$k"
 ` + unmountBuildDirHook + `
+fi
 umount "$t/sys" "$t/proc"
 `
 
@@ -368,7 +373,7 @@ func (m *Mmdebstrap) grow(ctx context.Context, env *Env, base string, extra []st
 	if err != nil {
 		return "", err
 	}
-	var paths []string
+	var paths, added []string
 	for _, d := range extra {
 		src, ok := env.Sources[d]
 		if !ok {
@@ -377,7 +382,7 @@ func (m *Mmdebstrap) grow(ctx context.Context, env *Env, base string, extra []st
 		if p, ok := debs[d]; ok {
 			src = p
 		}
-		why, err := facts.growBlocker(src)
+		why, files, err := facts.growBlocker(src)
 		if err != nil {
 			return "", fmt.Errorf("reading %s: %w", d, err)
 		}
@@ -385,6 +390,16 @@ func (m *Mmdebstrap) grow(ctx context.Context, env *Env, base string, extra []st
 			return fmt.Sprintf("package %s: %s", d[:12], why), nil
 		}
 		paths = append(paths, src)
+		added = append(added, files...)
+	}
+	rebuild, err := initramfsRebuild(base, added)
+	if err != nil {
+		return "", err
+	}
+	if rebuild != "" {
+		env.Log.Info("grow: building the initramfs anew", "stage", "mmdebstrap", "why", rebuild)
+	} else {
+		env.Log.Info("grow: keeping the smaller tree's initramfs", "stage", "mmdebstrap", "why", "no added file is an input of the initramfs build")
 	}
 	start := time.Now()
 	undo, reason, err := linkTreeUndo(env, base)
@@ -398,7 +413,7 @@ func (m *Mmdebstrap) grow(ctx context.Context, env *Env, base string, extra []st
 		}
 	}
 	linked := time.Now()
-	if err := growInstall(ctx, env, paths); err != nil {
+	if err := growInstall(ctx, env, paths, rebuild != ""); err != nil {
 		if ctx.Err() != nil {
 			return "", err
 		}
@@ -416,8 +431,8 @@ func (m *Mmdebstrap) grow(ctx context.Context, env *Env, base string, extra []st
 }
 
 // growInstall installs the packages at paths into env.Tree, builds its
-// initramfs and settles it.
-func growInstall(ctx context.Context, env *Env, paths []string) error {
+// initramfs anew when rebuild is set, and settles it.
+func growInstall(ctx context.Context, env *Env, paths []string, rebuild bool) error {
 	helpers := filepath.Join(env.Work, "build")
 	if err := prepareBuildDir(helpers); err != nil {
 		return err
@@ -427,7 +442,11 @@ func growInstall(ctx context.Context, env *Env, paths []string) error {
 		return err
 	}
 	marks := filepath.Join(env.Work, "grow-phases")
-	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", growScript, "grow", env.Tree, helpers, marks}, paths...)
+	mode := "keep"
+	if rebuild {
+		mode = "rebuild"
+	}
+	args := append([]string{"--mount", "--propagation", "private", "sh", "-c", growScript, "grow", env.Tree, helpers, marks, mode}, paths...)
 	start := time.Now()
 	if _, err := env.exec(ctx, hostcmd.Cmd{Path: "unshare", Args: args, Log: env.ToolLog, Env: dpkgEnv(env, tmp)}); err != nil {
 		return fmt.Errorf("installing the added packages: %w", err)

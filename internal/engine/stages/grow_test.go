@@ -79,24 +79,30 @@ func TestGrowBlocker(t *testing.T) {
 			p := tc.pkg
 			p.Name, p.Version = "new", "1"
 			deb := debtest.Build(t, t.TempDir(), p)
-			got, err := facts.growBlocker(deb)
+			got, added, err := facts.growBlocker(deb)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
 				t.Errorf("growBlocker = %q, want %q", got, tc.want)
 			}
+			if tc.want != "" && added != nil {
+				t.Errorf("a blocked package: added %q", added)
+			}
+			if tc.want == "" && !slices.Equal(slices.Sorted(slices.Values(added)), []string{"/usr/bin/new", "/usr/share/doc/new", "/usr/share/doc/new/copyright"}) {
+				t.Errorf("added = %q, want the paths the tree has not", added)
+			}
 		})
 	}
 	deb := debtest.Build(t, t.TempDir(), debtest.Pkg{Name: "base", Version: "2", Files: plain})
-	if got, _ := facts.growBlocker(deb); !strings.Contains(got, "already names base") {
+	if got, _, _ := facts.growBlocker(deb); !strings.Contains(got, "already names base") {
 		t.Errorf("a package the tree has: growBlocker = %q", got)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.deb")
 	if err := os.WriteFile(bad, []byte("!<arch>\nnonsense"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := facts.growBlocker(bad); err == nil {
+	if _, _, err := facts.growBlocker(bad); err == nil {
 		t.Error("a damaged package gave no error")
 	}
 }
@@ -251,7 +257,7 @@ func FuzzGrowBlocker(f *testing.F) {
 		if err := os.WriteFile(p, deb, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		why, err := facts.growBlocker(p)
+		why, _, err := facts.growBlocker(p)
 		if err == nil && why == "" && !bytes.HasPrefix(deb, []byte("!<arch>\n")) {
 			t.Errorf("a file that is no ar archive passed the gate")
 		}
