@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -26,7 +27,11 @@ import (
 //     /usr/sbin, /usr/local/bin, /usr/local/sbin) whose name the tree's
 //     initramfs scripts name: a word of theirs, or a word with a variable
 //     in it taken as a pattern ("fsck.${type}" is fsck.*), since hooks copy
-//     what `command -v` or `[ -x ]` finds.
+//     what `command -v` or `[ -x ]` finds;
+//   - elsewhere, a path those scripts name, a file directly in a directory
+//     they name, or anything under a directory they index by a variable
+//     ("/usr/share/plymouth/themes/${theme}" covers the themes), since
+//     hooks list directories and copy what they find there.
 //
 // The added packages themselves run nothing (the grow gate), so no file of
 // the smaller tree changes. A tree whose initramfs is not initramfs-tools'
@@ -66,6 +71,7 @@ const maxScriptSize = 4 << 20
 // initramfs of a tree.
 type initramfsInputs struct {
 	names []string // patterns of the command names the scripts mention
+	paths []string // patterns of the absolute paths they mention
 }
 
 // readInitramfsInputs reads the command names the initramfs scripts of tree
@@ -78,10 +84,17 @@ func readInitramfsInputs(tree string) (*initramfsInputs, string, error) {
 	in := &initramfsInputs{}
 	seen := map[string]bool{}
 	add := func(data []byte) {
-		for _, w := range scriptWords(string(data)) {
+		names, paths := scriptWords(string(data))
+		for _, w := range names {
 			if !seen[w] {
 				seen[w] = true
 				in.names = append(in.names, w)
+			}
+		}
+		for _, p := range paths {
+			if !seen["/"+p] {
+				seen["/"+p] = true
+				in.paths = append(in.paths, p)
 			}
 		}
 	}
@@ -145,12 +158,13 @@ func readInitramfsInputs(tree string) (*initramfsInputs, string, error) {
 // variable matches a shell parameter expansion in a word.
 var variable = regexp.MustCompile(`\$\{[^}]*\}?|\$[A-Za-z_][A-Za-z0-9_]*|\$[0-9@*#?$!-]`)
 
-// scriptWords returns the patterns of the names a shell script mentions:
-// each component of each word outside comment lines, variables replaced by
-// "*", brackets literal. Components that are all variable are left out:
-// they name nothing.
-func scriptWords(script string) []string {
-	var words []string
+// scriptWords returns the patterns of the names and the absolute paths a
+// shell script mentions: of each word outside comment lines, variables
+// replaced by "*" and brackets kept literal (they are case patterns and
+// tests of a value), each part between colons that starts with "/" is a
+// path, and each component of each part a name. Components that are all
+// variable are left out of the names: they name nothing.
+func scriptWords(script string) (names, paths []string) {
 	for line := range strings.SplitSeq(script, "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "#") {
 			continue
@@ -158,19 +172,22 @@ func scriptWords(script string) []string {
 		for _, w := range strings.FieldsFunc(line, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.+-@%:/${}*?[]!~,", r))
 		}) {
-			// Brackets are case patterns and tests of a value, not
-			// names: they stay literal. A variable is any name.
 			w = strings.NewReplacer("[", `\[`, "]", `\]`).Replace(w)
 			w = variable.ReplaceAllString(w, "*")
-			for c := range strings.SplitSeq(w, "/") {
-				if strings.Trim(c, "*?.{}") == "" {
-					continue
+			for part := range strings.SplitSeq(w, ":") {
+				if strings.HasPrefix(part, "/") {
+					paths = append(paths, path.Clean(part))
 				}
-				words = append(words, c)
+				for c := range strings.SplitSeq(part, "/") {
+					if strings.Trim(c, "*?.{}") == "" {
+						continue
+					}
+					names = append(names, c)
+				}
 			}
 		}
 	}
-	return words
+	return names, paths
 }
 
 // changedBy returns the first added path that is an input of the initramfs
@@ -206,8 +223,52 @@ func (in *initramfsInputs) input(p string) string {
 				return fmt.Sprintf("is a command the initramfs scripts name (%q)", pat)
 			}
 		}
+		return ""
+	}
+	for _, pat := range in.paths {
+		if scriptPathCovers(pat, p) {
+			return fmt.Sprintf("is a path the initramfs scripts name (%q)", pat)
+		}
 	}
 	return ""
+}
+
+// scriptPathCovers reports whether the path pattern pat of a script can
+// stand for p or for a directory the script lists p in: p itself; a file
+// directly in the directory pat; or, when a component of pat is a
+// variable, anything under the directory before it ("/lib/udev/*" covers
+// all of /lib/udev), or, when the component is only partly variable,
+// whatever matches it ("/sbin/fsck.*" covers /sbin/fsck.vfat). A directory
+// of PATH or of libraries as pat covers nothing (input has their own
+// rules), nor does a variable in the first component ("/usr${src}" makes
+// a path from another, "/lib*" is a case pattern).
+func scriptPathCovers(pat, p string) bool {
+	comps := strings.Split(strings.TrimPrefix(pat, "/"), "/")
+	i := slices.IndexFunc(comps, func(c string) bool { return strings.ContainsAny(c, "*?") })
+	if i < 0 {
+		if pathDirs[pat] || libDir(pat) || pat == "/" {
+			return p == pat
+		}
+		return p == pat || path.Dir(p) == pat
+	}
+	dir := "/" + strings.Join(comps[:i], "/")
+	if i == 0 {
+		// "/usr${src}", "/lib*)": a value's prefix changed or a case
+		// pattern over paths, not a place the script lists.
+		return false
+	}
+	if strings.Trim(comps[i], "*") == "" {
+		if dir == "/" {
+			return false // "/*": a path held in a variable, which names no place
+		}
+		return strings.HasPrefix(p, dir+"/")
+	}
+	pc := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	if len(pc) <= i {
+		return false
+	}
+	ok, _ := path.Match(path.Join(dir, comps[i]), "/"+strings.Join(pc[:i+1], "/"))
+	return ok
 }
 
 // libDir reports whether dir is a directory the dynamic linker searches:

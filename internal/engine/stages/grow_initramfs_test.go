@@ -11,18 +11,49 @@ import (
 func TestScriptWords(t *testing.T) {
 	for _, tc := range []struct {
 		script string
-		want   []string
+		names  []string
+		paths  []string
 	}{
-		{"copy_exec /sbin/fsck.${type}\n", []string{"copy_exec", "sbin", "fsck.*"}},
-		{"# copy_exec /sbin/commented\n  # indented comment\n", nil},
-		{`if command -v "$compress" >/dev/null; then`, []string{"if", "command", "-v", "dev", "null", "then"}},
-		{"for x in $list ${other}; do", []string{"for", "x", "in", "do"}},
-		{`case "$x" in *[!0-9]*) ;; esac`, []string{"case", "in", `*\[!0-9\]*`, "esac"}},
-		{"cp -pL /lib/klibc-*.so $DESTDIR/lib", []string{"cp", "-pL", "lib", "klibc-*.so", "lib"}},
-		{"zram*|zd*) x=$1 COMPRESS=zstd", []string{"zram*", "zd*", "x", "COMPRESS", "zstd"}},
+		{"copy_exec /sbin/fsck.${type}\n", []string{"copy_exec", "sbin", "fsck.*"}, []string{"/sbin/fsck.*"}},
+		{"# copy_exec /sbin/commented\n  # indented comment\n", nil, nil},
+		{`if command -v "$compress" >/dev/null; then`, []string{"if", "command", "-v", "dev", "null", "then"}, []string{"/dev/null"}},
+		{"for x in $list ${other}; do", []string{"for", "x", "in", "do"}, nil},
+		{`case "$x" in *[!0-9]*) ;; esac`, []string{"case", "in", `*\[!0-9\]*`, "esac"}, nil},
+		{"cp -pL /lib/klibc-*.so $DESTDIR/lib", []string{"cp", "-pL", "lib", "klibc-*.so", "lib"}, []string{"/lib/klibc-*.so"}},
+		{"zram*|zd*) x=$1 COMPRESS=zstd", []string{"zram*", "zd*", "x", "COMPRESS", "zstd"}, nil},
+		{"PATH=/usr/bin:/sbin:/bin", []string{"PATH", "usr", "bin", "sbin", "bin"}, []string{"/usr/bin", "/sbin", "/bin"}},
+		{"for t in /usr/share/plymouth/themes/${THEME}/; do", []string{"for", "t", "in", "usr", "share", "plymouth", "themes", "do"}, []string{"/usr/share/plymouth/themes/*"}},
 	} {
-		if got := scriptWords(tc.script); !slices.Equal(got, tc.want) {
-			t.Errorf("scriptWords(%q) = %q, want %q", tc.script, got, tc.want)
+		names, paths := scriptWords(tc.script)
+		if !slices.Equal(names, tc.names) || !slices.Equal(paths, tc.paths) {
+			t.Errorf("scriptWords(%q) = %q, %q; want %q, %q", tc.script, names, paths, tc.names, tc.paths)
+		}
+	}
+}
+
+func TestScriptPathCovers(t *testing.T) {
+	for _, tc := range []struct {
+		pat, p string
+		want   bool
+	}{
+		{"/usr/share/plymouth/themes/*", "/usr/share/plymouth/themes/new/new.plymouth", true},
+		{"/usr/share/plymouth/themes/*", "/usr/share/plymouth/other", false},
+		{"/usr/share/hook-data", "/usr/share/hook-data/new", true},
+		{"/usr/share/hook-data", "/usr/share/hook-data/new/deeper", false},
+		{"/usr/share/hook-data", "/usr/share/hook-data", true},
+		{"/usr/share/hook-data", "/usr/share/hook-data2", false},
+		{"/usr/share/x/fonts-*.psf", "/usr/share/x/fonts-new.psf", true},
+		{"/usr/share/x/fonts-*.psf", "/usr/share/x/fonts-new.psf.gz", false},
+		{"/usr/share/x/fonts-*/y", "/usr/share/x/fonts-new/y/z", true},
+		{"/*", "/usr/bin/tree", false},
+		{"/usr*", "/usr/share/doc/tree", false},
+		{"/lib*", "/lib/new", false},
+		{"/usr/bin", "/usr/bin/tree", false},
+		{"/usr/lib", "/usr/lib/new", false},
+		{"/", "/new", false},
+	} {
+		if got := scriptPathCovers(tc.pat, tc.p); got != tc.want {
+			t.Errorf("scriptPathCovers(%q, %q) = %v, want %v", tc.pat, tc.p, got, tc.want)
 		}
 	}
 }
@@ -43,6 +74,7 @@ func initramfsTestTree(t *testing.T) string {
 		"/boot/vmlinuz-6.1.0-1-amd64":             "kernel",
 		"/boot/initrd.img-6.1.0-1-amd64":          "initramfs",
 		"/usr/share/initramfs-tools/scripts/init": "mount -t proc proc /proc\n",
+		"/usr/share/initramfs-tools/hooks/theme":  "for f in /usr/share/plymouth/themes/$THEME/*; do copy_file theme \"$f\"; done\n[ -r /usr/share/hook-data/list ]\n",
 	}
 	for p, data := range files {
 		if err := os.MkdirAll(filepath.Join(tree, filepath.Dir(p)), 0o755); err != nil {
@@ -89,6 +121,10 @@ func TestInitramfsInput(t *testing.T) {
 		{"/usr/sbin/mdadm", `name ("mdadm")`},
 		{"/usr/bin/logsave", `name ("logsave")`},
 		{"/usr/bin/copy_file", `name ("copy_file")`}, // kib's hook-functions names it
+		{"/usr/share/plymouth/themes/new/new.plymouth", `path the initramfs scripts name ("/usr/share/plymouth/themes/*/*")`},
+		{"/usr/share/hook-data/list", `path the initramfs scripts name ("/usr/share/hook-data/list")`},
+		{"/usr/share/hook-data/other", ""},
+		{"/usr/share/plymouth/other", ""},
 	} {
 		got := in.input(tc.path)
 		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
