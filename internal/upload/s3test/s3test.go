@@ -5,6 +5,7 @@ package s3test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 )
 
 // Server is a running MinIO.
@@ -80,9 +82,11 @@ func Start(t testing.TB) *Server {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		// The health check can pass before the S3 API is initialised: wait
-		// for a real request to succeed.
-		_, err := s.Client().ListBuckets(context.Background(), &s3.ListBucketsInput{})
+		// The health check can pass before the S3 API is initialised, and
+		// the root user's requests before IAM is: wait for a real request
+		// to succeed and for unknown credentials to be refused as unknown
+		// (MinIO answers 503 XMinioIAMNotInitialized until then).
+		err := s.ready()
 		if err == nil {
 			return s
 		}
@@ -91,6 +95,29 @@ func Start(t testing.TB) *Server {
 			t.Fatalf("minio did not become ready: %v\n%s", err, b)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ready returns nil once the server serves its root user and refuses
+// unknown credentials as such.
+func (s *Server) ready() error {
+	ctx := context.Background()
+	if _, err := s.Client().ListBuckets(ctx, &s3.ListBucketsInput{}); err != nil {
+		return err
+	}
+	stranger := s3.New(s3.Options{
+		Region: s.Region, BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true, RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider("kibteststranger", "kibteststrangersecret", ""),
+	})
+	_, err := stranger.ListBuckets(ctx, &s3.ListBucketsInput{})
+	var apiErr smithy.APIError
+	switch {
+	case err == nil:
+		return fmt.Errorf("minio accepted unknown credentials")
+	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "InvalidAccessKeyId":
+		return nil
+	default:
+		return fmt.Errorf("unknown credentials: %w", err)
 	}
 }
 
