@@ -74,29 +74,18 @@ type initramfsInputs struct {
 	paths []string // patterns of the absolute paths they mention
 }
 
-// readInitramfsInputs reads the command names the initramfs scripts of tree
-// mention. It returns why the initramfs must be built anew whatever the
-// added files, or "".
+// readInitramfsInputs reads the command names and paths the initramfs
+// scripts of tree mention. It returns why the initramfs must be built anew
+// whatever the added files, or "".
 func readInitramfsInputs(tree string) (*initramfsInputs, string, error) {
 	if fi, err := os.Lstat(filepath.Join(tree, hookFunctionsPath)); err != nil || !fi.Mode().IsRegular() {
 		return nil, "the tree has no initramfs-tools hook-functions", nil
 	}
 	in := &initramfsInputs{}
-	seen := map[string]bool{}
 	add := func(data []byte) {
 		names, paths := scriptWords(string(data))
-		for _, w := range names {
-			if !seen[w] {
-				seen[w] = true
-				in.names = append(in.names, w)
-			}
-		}
-		for _, p := range paths {
-			if !seen["/"+p] {
-				seen["/"+p] = true
-				in.paths = append(in.paths, p)
-			}
-		}
+		in.names = append(in.names, names...)
+		in.paths = append(in.paths, paths...)
 	}
 	add([]byte(hookFunctionsOverride))
 	read := func(p string, fi fs.FileInfo) (string, error) {
@@ -152,6 +141,10 @@ func readInitramfsInputs(tree string) (*initramfsInputs, string, error) {
 			return nil, why, err
 		}
 	}
+	slices.Sort(in.names)
+	in.names = slices.Compact(in.names)
+	slices.Sort(in.paths)
+	in.paths = slices.Compact(in.paths)
 	return in, "", nil
 }
 
